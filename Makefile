@@ -1,0 +1,59 @@
+# Everything bootstraps from a bare machine with Python 3.11: `make run`, `make test`.
+SHELL := /bin/bash
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-unit test-integration lint fmt typecheck bench stack-up stack-down migrate clean lock
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@echo ">> creating $(VENV) with $(PY) and installing the locked dependencies (uv)"
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade uv
+	@$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
+	@$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+# Re-resolve the pins after editing pyproject.toml.
+lock:
+	$(BIN)/uv pip compile -q pyproject.toml --extra dev -o requirements.lock --python-version 3.11
+
+run: install
+	$(BIN)/pdm run
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -ra
+
+test-unit: install
+	$(BIN)/python -m pytest -ra -m "not integration"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: install
+	$(BIN)/mypy libs/common/pdm_common services
+
+bench: install
+	$(BIN)/python bench/ingest.py
+
+stack-up: install
+	$(BIN)/pdm stack up
+
+stack-down: install
+	$(BIN)/pdm stack down
+
+migrate: install
+	$(BIN)/pdm migrate
+
+clean:
+	-$(BIN)/pdm stack down
+	rm -rf .pdm

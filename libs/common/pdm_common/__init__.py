@@ -1,0 +1,1 @@
+"""Shared code of the predictive-maintenance platform (the only code services share)."""

@@ -1,0 +1,179 @@
+"""The broker factory and the reliable batch subscription every consumer uses.
+
+Producer: `acks="all"`, a batch size that does not overflow (FastStream's 16 KB default does,
+INFRA.md), idempotence only where the broker supports it. Consumers: batch subscribers,
+`auto_offset_reset="earliest"` (tansu misreports the latest offset), manual commit after the
+`ReliableBatchHandler` has made every side effect durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.middlewares import AckPolicy
+
+from pdm_common import topics
+from pdm_common.delivery import Delivery, Outgoing, ReliableBatchHandler
+from pdm_common.settings import CommonSettings
+from pdm_common.telemetry import REGISTRY, configure_tracing, metrics
+
+log = structlog.get_logger(__name__)
+
+#: Producer batch buffer: large enough for `publish_batch` of 1000 messages (INFRA.md).
+PRODUCER_BATCH_BYTES = 1 << 20
+
+
+def make_broker(settings: CommonSettings, service: str) -> KafkaBroker:
+    tracer_provider = configure_tracing(service, settings.otel_exporter)
+    return KafkaBroker(
+        settings.kafka_bootstrap,
+        client_id=f"pdm-{service}",
+        acks="all",
+        enable_idempotence=settings.kafka_idempotent_producer,
+        max_batch_size=PRODUCER_BATCH_BYTES,
+        # room for the largest accepted message plus delivery headers (DLQ keeps the bytes)
+        max_request_size=settings.kafka_max_message_bytes + 65_536,
+        linger_ms=2,
+        middlewares=(
+            KafkaTelemetryMiddleware(tracer_provider=tracer_provider),
+            KafkaPrometheusMiddleware(registry=REGISTRY, app_name=f"pdm-{service}"),
+        ),
+        logger=structlog.get_logger("faststream"),
+        log_level=10,  # FastStream logs every message at INFO; keep that at DEBUG
+    )
+
+
+class BrokerPublisher:
+    """`delivery.Publisher` on a FastStream broker: send all, then wait for every ack."""
+
+    def __init__(self, broker: KafkaBroker) -> None:
+        self.broker = broker
+
+    async def publish_many(self, messages: Sequence[Outgoing]) -> None:
+        futures = [
+            await self.broker.publish(
+                m.value,
+                m.topic,
+                key=m.key,
+                headers=m.headers,
+                correlation_id=m.headers.get("correlation_id"),
+                no_confirm=True,
+            )
+            for m in messages
+        ]
+        await asyncio.gather(*futures)
+
+
+def subscribe_reliably(
+    broker: KafkaBroker,
+    topic: str,
+    handler: ReliableBatchHandler[Any],
+    *,
+    group_id: str,
+    settings: CommonSettings,
+    max_records: int = 5000,
+    session_timeout_ms: int = 10_000,
+    heartbeat_interval_ms: int = 3_000,
+    max_poll_interval_ms: int = 60 * 60 * 1000,
+) -> None:
+    """Subscribe `handler` to `topic` and to its `.retry` companion (a separate group).
+
+    `max_poll_interval_ms` is long on purpose: while the database is down the handler pauses
+    inside the batch (backpressure), and the consumer must keep its partitions meanwhile.
+    """
+    for name, group in ((topic, group_id), (topics.retry_topic(topic), f"{group_id}.retry")):
+        _subscribe(
+            broker, name, handler, group_id=group, settings=settings, max_records=max_records,
+            session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=heartbeat_interval_ms,
+            max_poll_interval_ms=max_poll_interval_ms,
+        )
+
+
+def _subscribe(
+    broker: KafkaBroker, topic: str, handler: ReliableBatchHandler[Any], *, group_id: str,
+    settings: CommonSettings, max_records: int, session_timeout_ms: int,
+    heartbeat_interval_ms: int, max_poll_interval_ms: int,
+) -> None:
+    async def raw_bodies(message: Any) -> Any:
+        # Decoding is the processor's job, per message, so one poison message cannot fail
+        # the decode of its whole batch.
+        return message.body
+
+    @broker.subscriber(
+        topic,
+        batch=True,
+        group_id=group_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.MANUAL,
+        decoder=raw_bodies,
+        max_records=max_records,
+        batch_timeout_ms=100,
+        max_partition_fetch_bytes=max(8 << 20, settings.kafka_max_message_bytes * 2),
+        session_timeout_ms=session_timeout_ms,
+        heartbeat_interval_ms=heartbeat_interval_ms,
+        max_poll_interval_ms=max_poll_interval_ms,
+        title=f"{handler.service}:{topic}",
+    )
+    async def consume(body: list[bytes], msg: KafkaMessage) -> None:
+        started = time.perf_counter()
+        records = msg.raw_message
+        if not isinstance(records, tuple):
+            records = (records,)
+        report = await handler.handle([Delivery.from_record(r) for r in records])
+        try:
+            await msg.ack()  # commits the consumer's positions: everything handled above
+        except Exception as exc:  # e.g. rebalance: the new owner gets a redelivery
+            log.warning("offset commit failed; batch will be redelivered", error=repr(exc))
+        metrics.batch_seconds.labels(handler.service, topic).observe(time.perf_counter() - started)
+        metrics.batch_size.labels(handler.service, topic).observe(len(records))
+        _record_lag(msg.consumer, records, handler.service)
+        log.debug("batch handled", topic=topic, size=len(records), dlq=report.dead_lettered,
+                  retry=report.retried)
+
+
+def _record_lag(consumer: Any, records: Sequence[Any], service: str) -> None:
+    """Lag from the fetch high-water mark (tansu misreports `end_offsets`, INFRA.md)."""
+    seen = {(r.topic, r.partition) for r in records}
+    for topic, partition in seen:
+        tp = TopicPartition(topic, partition)
+        try:
+            highwater = consumer.highwater(tp)
+            position = max(r.offset for r in records if r.partition == partition and r.topic == topic) + 1
+        except Exception:
+            continue
+        if highwater is not None:
+            metrics.consumer_lag.labels(service, topic, str(partition)).set(max(0, highwater - position))
+
+
+async def ensure_topics(
+    bootstrap: str, names: Sequence[str], *, partitions: int, replication: int = 1
+) -> list[str]:
+    """Create the topics that do not exist yet (idempotent); returns those created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="pdm-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        if missing:
+            await admin.create_topics(
+                [NewTopic(n, num_partitions=partitions, replication_factor=replication) for n in missing]
+            )
+        return missing
+    finally:
+        await admin.close()
+
+
+async def ping_broker(broker: KafkaBroker, timeout: float = 2.0) -> bool:
+    try:
+        return bool(await asyncio.wait_for(broker.ping(timeout), timeout + 0.5))
+    except Exception:
+        return False

@@ -1,0 +1,107 @@
+"""Event contracts: the pydantic models of every message on the platform's topics.
+
+Gateway input (`pdm.readings.v1`) is validated strictly (unknown fields are rejected, so a
+gateway learns of a typo at once instead of losing a sensor silently). Events the platform
+emits itself carry the envelope and evolve additively within a major version.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+)
+
+ASSET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+SENSOR_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+
+AssetId = Annotated[str, StringConstraints(pattern=ASSET_ID_PATTERN)]
+SensorName = Annotated[str, StringConstraints(pattern=SENSOR_PATTERN)]
+#: A finite double given as a JSON number: strings, booleans, `NaN`/`Infinity` tokens and
+#: overflowing numbers are rejected rather than coerced.
+SensorValue = Annotated[float, Field(allow_inf_nan=False, strict=True)]
+
+
+class ReadingSnapshot(BaseModel):
+    """One asset's sensor values at one instant, as an IoT gateway publishes it.
+
+    `ts` must carry a UTC offset (or be epoch seconds/milliseconds); a naive timestamp is
+    ambiguous across plants and is rejected. Units are SI unless the sensor's metadata says
+    otherwise.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    asset_id: AssetId
+    ts: AwareDatetime
+    readings: dict[SensorName, SensorValue] = Field(min_length=1)
+    message_id: Annotated[str, StringConstraints(max_length=128)] | None = None
+    asset_type: Annotated[str, StringConstraints(pattern=SENSOR_PATTERN)] | None = Field(
+        None, description="Used when the asset is auto-registered on first sight."
+    )
+
+
+#: A gateway message: one snapshot or a JSON list of them.
+GatewayMessage = ReadingSnapshot | list[ReadingSnapshot]
+snapshot_list_adapter: TypeAdapter[list[ReadingSnapshot]] = TypeAdapter(list[ReadingSnapshot])
+
+
+def parse_gateway_message(raw: bytes) -> list[ReadingSnapshot]:
+    """Parse and validate one gateway message in a single pass (pydantic's JSON parser).
+
+    Dispatches on the first byte instead of a union so a bad message gets the error of the
+    shape it has, not a confusing error per union member. Raises `pydantic.ValidationError`.
+    """
+    if raw.lstrip()[:1] == b"[":
+        return snapshot_list_adapter.validate_json(raw)
+    return [ReadingSnapshot.model_validate_json(raw)]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Envelope(BaseModel):
+    """Fields every platform event carries; correlation id and trace context travel in headers.
+
+    Subclasses pin `event_type` with a `Literal` default so it is in the JSON Schema too.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    event_type: str
+    schema_version: int = 1
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    occurred_at: AwareDatetime = Field(default_factory=utcnow)
+    source: str
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class ValidatedSnapshot(BaseModel):
+    ts: AwareDatetime
+    readings: dict[str, float]
+
+
+class ReadingsValidated(Envelope):
+    """Readings of one asset that passed validation and are durably stored.
+
+    Published after the database commit, keyed by asset id, once per asset per ingest batch.
+    Delivery is at-least-once: after a crash a batch can be republished, so consumers ignore
+    snapshots at or before the last timestamp they have seen for that (asset, sensor).
+    """
+
+    event_type: Literal["readings.validated"] = "readings.validated"
+    asset_id: str
+    asset_type: str | None = None
+    snapshots: list[ValidatedSnapshot]
+

@@ -1,0 +1,109 @@
+"""What every service process shares: the ASGI app with `/health`, `/ready`, `/metrics`
+around its FastStream broker, and the uvicorn runner.
+
+`/health` answers while the process runs (liveness); `/ready` is 200 only when every
+readiness check passes (broker reachable, database reachable, consumer not paused), so
+Kubernetes stops routing to, and alerts on, a service that cannot do its work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from faststream.asgi import AsgiFastStream
+from faststream.kafka import KafkaBroker
+from prometheus_client import make_asgi_app
+
+from pdm_common.broker import ping_broker
+from pdm_common.telemetry import REGISTRY, metrics
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+Scope = dict[str, Any]
+
+
+class PauseFlag:
+    """Set by the delivery mechanism while a dependency is down; read by `/ready`."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.paused = False
+
+    def __call__(self, paused: bool) -> None:
+        self.paused = paused
+        metrics.paused.labels(self.service).set(int(paused))
+
+    async def check(self) -> bool:
+        return not self.paused
+
+
+def _json_response(status: int, body: dict[str, Any]) -> Callable[..., Awaitable[None]]:
+    payload = json.dumps(body).encode()
+
+    async def send_it(send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+    return send_it
+
+
+def health_app(service: str) -> Callable[..., Awaitable[None]]:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await _json_response(200, {"status": "alive", "service": service})(send)
+
+    return app
+
+
+def ready_app(service: str, checks: dict[str, ReadinessCheck]) -> Callable[..., Awaitable[None]]:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        names = list(checks)
+        results = await asyncio.gather(*(_safe(checks[n]) for n in names))
+        status = dict(zip(names, results, strict=True))
+        ok = all(results)
+        await _json_response(200 if ok else 503, {"ready": ok, "service": service, "checks": status})(send)
+
+    return app
+
+
+async def _safe(check: ReadinessCheck) -> bool:
+    try:
+        return bool(await asyncio.wait_for(check(), 3.0))
+    except Exception:
+        return False
+
+
+def make_service_app(
+    broker: KafkaBroker,
+    service: str,
+    *,
+    readiness: dict[str, ReadinessCheck],
+    on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
+    after_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+) -> AsgiFastStream:
+    checks = {"broker": lambda: ping_broker(broker), **readiness}
+    return AsgiFastStream(
+        broker,
+        asgi_routes=[
+            ("/health", health_app(service)),
+            ("/ready", ready_app(service, checks)),
+            ("/metrics", make_asgi_app(REGISTRY)),
+        ],
+        on_startup=list(on_startup),
+        after_shutdown=list(after_shutdown),
+        asyncapi_path="/asyncapi",
+    )
+
+
+def run_service(app: AsgiFastStream, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104
+    """Serve the app (broker consumers start in its lifespan) until SIGINT/SIGTERM."""
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")

@@ -1,0 +1,1 @@
+"""Ingest service: validates gateway readings, stores them once, republishes them validated."""
