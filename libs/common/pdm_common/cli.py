@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Annotated
+
 import typer
 
 from pdm_common.db.cli import register as register_db
@@ -15,6 +18,51 @@ app = typer.Typer(
 app.add_typer(stack_app, name="stack")
 app.add_typer(dlq_app, name="dlq")
 register_db(app)
+topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics of the platform.")
+app.add_typer(topics_app, name="topics")
+
+
+@topics_app.command("ensure")
+def topics_ensure() -> None:
+    """Create every platform topic (with .retry/.dlq companions) that does not exist yet."""
+    from pdm_common import topics
+    from pdm_common.broker import ensure_topics
+    from pdm_common.settings import CommonSettings
+
+    settings = CommonSettings()
+    created = asyncio.run(
+        ensure_topics(settings.kafka_bootstrap, topics.all_topics(), partitions=settings.kafka_partitions)
+    )
+    typer.echo(f"{len(topics.all_topics())} topics, {len(created)} created")
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """Print the platform's topic names."""
+    from pdm_common import topics
+
+    for name in topics.all_topics():
+        typer.echo(name)
+
+
+@app.command("config")
+def config() -> None:
+    """Print every PDM_* environment variable with its default and meaning (Markdown)."""
+    from pdm_common.config_doc import markdown
+
+    typer.echo(markdown())
+
+
+@app.command("run")
+def run(
+    stop_stack: Annotated[bool, typer.Option(help="Also stop the stack on exit.")] = False,
+    demo_assets: Annotated[int, typer.Option(help="Pumps the demo gateway simulates.")] = 5,
+    demo_rate_hz: Annotated[float, typer.Option(help="Snapshots per pump per second.")] = 1.0,
+) -> None:
+    """Stack up, migrate, start every service and a demo gateway; Ctrl-C stops them."""
+    from pdm_common.devrun import run as run_platform
+
+    run_platform(stop_stack=stop_stack, demo_assets=demo_assets, demo_rate_hz=demo_rate_hz)
 
 
 def main() -> None:

@@ -46,6 +46,12 @@ class CommonSettings(BaseSettings):
         "postgresql://pdm@127.0.0.1:5432/pdm", description="PostgreSQL connection URL."
     )
     database_pool_size: int = Field(4, ge=1, description="Connections per service process.")
+    database_statement_timeout_ms: int = Field(
+        30_000,
+        ge=0,
+        description="Statement timeout of service connections (0 = none); a statement that "
+        "exceeds it fails as a transient error instead of hanging a consumer.",
+    )
     mlflow_tracking_uri: str = Field(
         "http://127.0.0.1:5000", description="MLflow tracking server and model registry."
     )

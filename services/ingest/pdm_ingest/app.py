@@ -23,13 +23,11 @@ def create_app(
     settings = settings or IngestSettings()
     configure_logging(SERVICE, common.log_level, common.log_format)
     broker = make_broker(common, SERVICE)
-    pool = create_pool(
-        common.database_url, min_size=1, max_size=common.database_pool_size, name=SERVICE
-    )
     publisher = BrokerPublisher(broker)
     paused = PauseFlag(SERVICE)
+    store = ReadingStore()
     processor = IngestProcessor(
-        ReadingStore(pool), publisher, settings, common.kafka_max_message_bytes
+        store, publisher, settings, common.kafka_max_message_bytes
     )
     handler = ReliableBatchHandler(
         processor, publisher, service=SERVICE, policy=RetryPolicy.from_settings(common),
@@ -47,12 +45,26 @@ def create_app(
         )
 
     async def open_pool() -> None:
-        await pool.open(wait=False)
+        # Opens without waiting: the service starts (not ready) while PostgreSQL is down.
+        store.pool = await create_pool(
+            common.database_url,
+            min_size=1,
+            max_size=common.database_pool_size,
+            name=SERVICE,
+            statement_timeout_ms=common.database_statement_timeout_ms,
+        )
+
+    async def close_pool() -> None:
+        if store.pool is not None:
+            await store.pool.close()
+
+    async def database_ready() -> bool:
+        return store.pool is not None and await ping(store.pool)
 
     return make_service_app(
         broker,
         SERVICE,
-        readiness={"database": lambda: ping(pool), "consumer": paused.check},
+        readiness={"database": database_ready, "consumer": paused.check},
         on_startup=[create_topics, open_pool],
-        after_shutdown=[pool.close],
+        after_shutdown=[close_pool],
     )

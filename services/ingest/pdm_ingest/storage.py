@@ -37,16 +37,22 @@ def reading_rows(snapshots: Iterable[ReadingSnapshot]) -> list[tuple[object, str
 
 
 class ReadingStore:
-    def __init__(self, pool: AsyncConnectionPool) -> None:
-        self.pool = pool
+    def __init__(self, pool: AsyncConnectionPool | None = None) -> None:
+        self.pool = pool  # opened by the service's start-up hook
         self._known_assets: set[str] = set()
+
+    @property
+    def _pool(self) -> AsyncConnectionPool:
+        if self.pool is None:
+            raise RuntimeError("ReadingStore used before its pool was opened")
+        return self.pool
 
     async def unknown_assets(self, asset_ids: Iterable[str]) -> set[str]:
         """Asset ids not registered yet (only positive answers are cached)."""
         wanted = set(asset_ids) - self._known_assets
         if not wanted:
             return set()
-        async with self.pool.connection() as conn:
+        async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT asset_id FROM assets WHERE asset_id = ANY(%s)", (list(wanted),)
             )
@@ -57,7 +63,7 @@ class ReadingStore:
     async def write(self, snapshots: Sequence[ReadingSnapshot], register: bool) -> WriteResult:
         """Store `snapshots` in one transaction; register unseen assets when `register`."""
         rows = reading_rows(snapshots)
-        async with self.pool.connection() as conn, conn.transaction():
+        async with self._pool.connection() as conn, conn.transaction():
             new_assets = await self._register(conn, snapshots) if register else set()
             inserted = await copy_insert_ignore(conn, "readings", READING_COLUMNS, READING_TYPES, rows)
         self._remember(new_assets)

@@ -1,0 +1,43 @@
+"""The configuration reference, generated from the settings classes (`pdm config`).
+
+The README's configuration table is this output; a test fails when a variable is missing
+from it, so documentation cannot drift from code.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from pydantic_settings import BaseSettings
+
+#: Every settings class, by import path (services register theirs here).
+SETTINGS_CLASSES = (
+    "pdm_common.settings:CommonSettings",
+    "pdm_common.db.settings:StorageSettings",
+    "pdm_ingest.settings:IngestSettings",
+)
+
+
+def _load(path: str) -> type[BaseSettings]:
+    module, name = path.split(":")
+    cls: type[BaseSettings] = getattr(importlib.import_module(module), name)
+    return cls
+
+
+def rows() -> list[tuple[str, str, str]]:
+    """(ENV_VAR, default, description) for every setting."""
+    out = []
+    for path in SETTINGS_CLASSES:
+        cls = _load(path)
+        prefix = cls.model_config.get("env_prefix", "")
+        for name, field in cls.model_fields.items():
+            default = field.default
+            shown = "" if default is None else str(default)
+            out.append(((prefix + name).upper(), shown, field.description or ""))
+    return out
+
+
+def markdown() -> str:
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{var}` | `{default}` | {desc} |" for var, default, desc in rows()]
+    return "\n".join(lines)

@@ -1,0 +1,164 @@
+"""Drive the real ingest service as a child process, publish like a gateway, read back.
+
+The ingest service runs as `python -m pdm_ingest` (so `kill -9` is a real kill), against the
+real tansu broker and the real embedded PostgreSQL started by the fixtures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from pdm_common.stack.processes import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class IngestProcess:
+    """One ingest service process; `kill()` is SIGKILL, `start()` starts it again."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.env = os.environ | env | {"PDM_INGEST_HTTP_PORT": str(self.port), "PDM_LOG_FORMAT": "json"}
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait_ready: bool = True) -> IngestProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pdm_ingest"], env=self.env, cwd=REPO, stdout=log, stderr=log
+        )
+        if wait_ready:
+            self.wait_until(lambda: self.probe("/ready") == 200, 60, "ingest /ready")
+        return self
+
+    def probe(self, path: str) -> int | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+                return r.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return None
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
+            return r.read().decode()
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def wait_until(self, cond, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"ingest exited ({self.proc.returncode}); log:\n{self.tail()}")
+            if cond():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}; ingest log:\n{self.tail()}")
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def snapshots(
+    asset_ids: Sequence[str], n_per_asset: int, *, sensors: int = 8, start: datetime | None = None,
+    step_s: float = 1.0,
+) -> list[dict]:
+    """Deterministic snapshots: `n_per_asset` per asset, `sensors` values each."""
+    start = start or datetime.now(UTC) - timedelta(hours=1)
+    out = []
+    for i in range(n_per_asset):
+        ts = (start + timedelta(seconds=i * step_s)).isoformat()
+        for a in asset_ids:
+            out.append({"asset_id": a, "ts": ts, "readings": {f"s{j}": i + j / 10 for j in range(sensors)}})
+    return out
+
+
+async def publish(bootstrap: str, messages: Iterable[bytes | dict | list], topic: str = "pdm.readings.v1") -> int:
+    """Publish as a gateway would: JSON, keyed by asset id, acks=all."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=8 << 20,
+                                max_batch_size=1 << 20)
+    await producer.start()
+    try:
+        futures = []
+        for m in messages:
+            value = m if isinstance(m, bytes) else json.dumps(m).encode()
+            key = None
+            if isinstance(m, dict) and "asset_id" in m:
+                key = str(m["asset_id"]).encode()
+            elif isinstance(m, list) and m and isinstance(m[0], dict):
+                key = str(m[0].get("asset_id")).encode()
+            futures.append(await producer.send(topic, value, key=key))
+        await asyncio.gather(*futures)
+        return len(futures)
+    finally:
+        await producer.stop()
+
+
+async def read_topic(bootstrap: str, topic: str, idle_ms: int = 1500) -> list:
+    """Every record of `topic` from the beginning (no group)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.subscribe([topic])
+        out = []
+        while True:
+            batch = await consumer.getmany(timeout_ms=idle_ms)
+            if not batch:
+                return out
+            for records in batch.values():
+                out += records
+    finally:
+        await consumer.stop()
+
+
+def count_rows(database_url: str, where: str = "TRUE", params: Sequence[object] = ()) -> int:
+    with psycopg.connect(database_url, connect_timeout=3) as conn:
+        return conn.execute(f"SELECT count(*) FROM readings WHERE {where}", params).fetchone()[0]  # type: ignore[index]
+
+
+def wait_rows(database_url: str, expected: int, timeout: float, ingest: IngestProcess | None = None) -> int:
+    deadline = time.monotonic() + timeout
+    n = -1
+    while time.monotonic() < deadline:
+        try:
+            n = count_rows(database_url)
+        except psycopg.OperationalError:
+            n = -1
+        if n >= expected:
+            return n
+        if ingest is not None and ingest.proc is not None and ingest.proc.poll() is not None:
+            raise AssertionError(f"ingest died; log:\n{ingest.tail()}")
+        time.sleep(0.25)
+    raise AssertionError(
+        f"{n} rows after {timeout}s, expected {expected}"
+        + (f"; ingest log:\n{ingest.tail()}" if ingest else "")
+    )

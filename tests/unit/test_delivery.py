@@ -1,0 +1,208 @@
+"""The retry/DLQ mechanism, driven with an in-memory publisher (the broker path is covered by
+the ingest integration tests)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import pytest
+
+from pdm_common import delivery as d
+from pdm_common.delivery import (
+    Delivery,
+    DependencyUnavailable,
+    Failure,
+    Outgoing,
+    PermanentError,
+    ReliableBatchHandler,
+    RetryPolicy,
+    TransientError,
+)
+
+POLICY = RetryPolicy(
+    in_process_attempts=3, topic_attempts=2, backoff_initial_s=0.01, backoff_max_s=0.05,
+    max_value_bytes=64,
+)
+
+
+def rec(value: bytes, offset: int = 0, topic: str = "pdm.t.v1", headers: dict | None = None) -> Delivery:
+    return Delivery(topic, 1, offset, b"k", value, dict(headers or {}), 1_700_000_000_000)
+
+
+class Publisher:
+    def __init__(self, fail_times: int = 0) -> None:
+        self.sent: list[Outgoing] = []
+        self.fail_times = fail_times
+
+    async def publish_many(self, messages: Sequence[Outgoing]) -> None:
+        if self.fail_times:
+            self.fail_times -= 1
+            raise ConnectionError("broker down")
+        self.sent += messages
+
+
+class Processor:
+    """Decodes `bad*` as permanent errors; `script` lists exceptions to raise per call."""
+
+    def __init__(self, script: list[Exception | None] | None = None) -> None:
+        self.script = list(script or [])
+        self.calls: list[list[bytes]] = []
+
+    def decode(self, delivery: Delivery) -> bytes:
+        if delivery.value.startswith(b"bad"):
+            raise PermanentError("cannot parse", reason="undecodable")
+        if delivery.value == b"crash":
+            raise ZeroDivisionError("decoder bug")
+        return delivery.value
+
+    async def process(self, items: Sequence[tuple[Delivery, bytes]]) -> list[Failure]:
+        self.calls.append([v for _, v in items])
+        if self.script:
+            exc = self.script.pop(0)
+            if exc is not None:
+                raise exc
+        return [Failure(dl, PermanentError("refused", reason="rejected")) for dl, v in items if v == b"refuse"]
+
+
+def handler(processor: Processor, publisher: Publisher, pauses: list[bool] | None = None):
+    slept: list[float] = []
+
+    async def sleep(s: float) -> None:
+        slept.append(s)
+
+    h = ReliableBatchHandler(
+        processor, publisher, service="svc", policy=POLICY, sleep=sleep,
+        on_pause=(pauses.append if pauses is not None else None),
+    )
+    return h, slept
+
+
+async def test_poison_goes_to_dlq_with_origin_headers_and_rest_is_processed():
+    pub, proc = Publisher(), Processor()
+    h, _ = handler(proc, pub)
+    report = await h.handle([rec(b"ok1", 10), rec(b"bad json", 11), rec(b"ok2", 12)])
+    assert proc.calls == [[b"ok1", b"ok2"]]
+    assert report.processed == 2 and report.dead_lettered == 1
+    [out] = pub.sent
+    assert out.topic == "pdm.t.v1.dlq" and out.value == b"bad json" and out.key == b"k"
+    assert out.headers[d.H_REASON] == "undecodable"
+    assert out.headers[d.H_ERROR] == "cannot parse"
+    assert out.headers[d.H_SERVICE] == "svc"
+    assert out.headers[d.H_ORIGINAL_TOPIC] == "pdm.t.v1"
+    assert out.headers[d.H_ORIGINAL_PARTITION] == "1"
+    assert out.headers[d.H_ORIGINAL_OFFSET] == "11"
+    assert out.headers[d.H_FIRST_SEEN].startswith("2023-11-14T22:13:20")
+
+
+async def test_decoder_crash_is_dead_lettered_not_lost():
+    pub = Publisher()
+    h, _ = handler(Processor(), pub)
+    report = await h.handle([rec(b"crash"), rec(b"ok")])
+    assert report.dead_lettered == 1 and report.processed == 1
+    assert "decoder crashed" in pub.sent[0].headers[d.H_ERROR]
+
+
+async def test_per_message_failures_from_processor_are_routed():
+    pub = Publisher()
+    h, _ = handler(Processor(), pub)
+    report = await h.handle([rec(b"refuse", 1), rec(b"ok", 2)])
+    assert report.dead_lettered == 1
+    assert pub.sent[0].headers[d.H_REASON] == "rejected"
+
+
+async def test_transient_batch_retried_in_process_then_sent_to_retry_topic():
+    err = TransientError("lock timeout", reason="database_transient")
+    pub, proc = Publisher(), Processor([err, err, err])
+    h, slept = handler(proc, pub)
+    before = time.time()
+    report = await h.handle([rec(b"a", 1), rec(b"b", 2)])
+    assert len(proc.calls) == 3  # in-process attempts
+    assert len(slept) == 2 and all(0 < s <= POLICY.backoff_max_s for s in slept)
+    assert report.retried == 2 and report.dead_lettered == 0
+    assert {o.topic for o in pub.sent} == {"pdm.t.v1.retry"}
+    first = pub.sent[0]
+    assert first.headers[d.H_ATTEMPT] == "1"
+    assert float(first.headers[d.H_NOT_BEFORE]) > before
+    assert first.headers[d.H_ORIGINAL_TOPIC] == "pdm.t.v1"
+    assert first.value == b"a"
+
+
+async def test_transient_success_on_second_try_sends_nothing():
+    pub, proc = Publisher(), Processor([TransientError("blip"), None])
+    h, _ = handler(proc, pub)
+    report = await h.handle([rec(b"a")])
+    assert report.processed == 1 and report.in_process_retries == 1 and pub.sent == []
+
+
+async def test_retry_topic_attempts_exhausted_go_to_dlq():
+    err = TransientError("still failing")
+    pub, proc = Publisher(), Processor([err] * 3)
+    h, _ = handler(proc, pub)
+    headers = {d.H_ATTEMPT: str(POLICY.topic_attempts), d.H_ORIGINAL_TOPIC: "pdm.t.v1",
+               d.H_ORIGINAL_OFFSET: "7", d.H_ORIGINAL_PARTITION: "0", "traceparent": "x"}
+    report = await h.handle([rec(b"a", 3, topic="pdm.t.v1.retry", headers=headers)])
+    assert report.dead_lettered == 1
+    [out] = pub.sent
+    assert out.topic == "pdm.t.v1.dlq"
+    assert "gave up after 2 retry-topic attempts" in out.headers[d.H_ERROR]
+    assert out.headers[d.H_ORIGINAL_OFFSET] == "7"  # the first offset, not the retry topic's
+    assert out.headers["traceparent"] == "x"  # user headers survive
+
+
+async def test_retry_topic_attempt_counter_increments():
+    err = TransientError("again")
+    pub, proc = Publisher(), Processor([err] * 3)
+    h, _ = handler(proc, pub)
+    await h.handle([rec(b"a", topic="pdm.t.v1.retry", headers={d.H_ATTEMPT: "1"})])
+    assert pub.sent[0].topic == "pdm.t.v1.retry" and pub.sent[0].headers[d.H_ATTEMPT] == "2"
+
+
+async def test_dependency_unavailable_pauses_until_back_and_never_dead_letters():
+    down = DependencyUnavailable("database unavailable")
+    pub, proc, pauses = Publisher(), Processor([down] * 7 + [None]), []
+    h, slept = handler(proc, pub, pauses)
+    report = await h.handle([rec(b"a"), rec(b"b")])
+    assert len(proc.calls) == 8 and report.pauses == 7
+    assert report.processed == 2 and pub.sent == []
+    assert pauses[0] is True and pauses[-1] is False
+    assert max(slept) <= POLICY.backoff_max_s
+
+
+async def test_unexpected_exception_is_treated_as_transient():
+    pub, proc = Publisher(), Processor([KeyError("bug")] * 3)
+    h, _ = handler(proc, pub)
+    report = await h.handle([rec(b"a")])
+    assert report.retried == 1 and "KeyError" in pub.sent[0].headers[d.H_ERROR]
+
+
+async def test_failed_dlq_publish_is_retried_before_returning():
+    pub = Publisher(fail_times=3)
+    h, slept = handler(Processor(), pub)
+    report = await h.handle([rec(b"bad")])
+    assert report.dead_lettered == 1 and len(pub.sent) == 1 and len(slept) == 3
+
+
+async def test_oversized_value_is_truncated_in_dlq_with_original_size():
+    pub = Publisher()
+    h, _ = handler(Processor(), pub)
+    await h.handle([rec(b"bad" + b"x" * 500)])
+    [out] = pub.sent
+    assert len(out.value) == POLICY.max_value_bytes
+    assert out.headers[d.H_TRUNCATED] == "503"
+
+
+async def test_not_before_is_waited_for():
+    pub = Publisher()
+    h, slept = handler(Processor(), pub)
+    due = time.time() + 0.04
+    await h.handle([rec(b"a", headers={d.H_NOT_BEFORE: f"{due:.3f}", d.H_ATTEMPT: "1"})])
+    assert slept and 0 < slept[0] <= 0.05
+
+
+@pytest.mark.parametrize("attempt", [0, 1, 5, 50])
+def test_backoff_is_bounded_and_grows(attempt: int):
+    for _ in range(50):
+        delay = POLICY.backoff(attempt)
+        ceiling = min(POLICY.backoff_max_s, POLICY.backoff_initial_s * 2**attempt)
+        assert ceiling / 2 <= delay <= ceiling
