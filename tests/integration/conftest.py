@@ -31,7 +31,9 @@ def migrated_database_url(database_url: str) -> str:
     result = subprocess.run(
         [sys.executable, "-m", "pdm_common.cli", "migrate"],
         env=os.environ | {"PDM_DATABASE_URL": database_url},
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return database_url

@@ -31,7 +31,9 @@ class IngestProcess:
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.port = free_port()
-        self.env = os.environ | env | {"PDM_INGEST_HTTP_PORT": str(self.port), "PDM_LOG_FORMAT": "json"}
+        self.env = (
+            os.environ | env | {"PDM_INGEST_HTTP_PORT": str(self.port), "PDM_LOG_FORMAT": "json"}
+        )
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -88,7 +90,11 @@ class IngestProcess:
 
 
 def snapshots(
-    asset_ids: Sequence[str], n_per_asset: int, *, sensors: int = 8, start: datetime | None = None,
+    asset_ids: Sequence[str],
+    n_per_asset: int,
+    *,
+    sensors: int = 8,
+    start: datetime | None = None,
     step_s: float = 1.0,
 ) -> list[dict]:
     """Deterministic snapshots: `n_per_asset` per asset, `sensors` values each."""
@@ -97,14 +103,19 @@ def snapshots(
     for i in range(n_per_asset):
         ts = (start + timedelta(seconds=i * step_s)).isoformat()
         for a in asset_ids:
-            out.append({"asset_id": a, "ts": ts, "readings": {f"s{j}": i + j / 10 for j in range(sensors)}})
+            out.append(
+                {"asset_id": a, "ts": ts, "readings": {f"s{j}": i + j / 10 for j in range(sensors)}}
+            )
     return out
 
 
-async def publish(bootstrap: str, messages: Iterable[bytes | dict | list], topic: str = "pdm.readings.v1") -> int:
+async def publish(
+    bootstrap: str, messages: Iterable[bytes | dict | list], topic: str = "pdm.readings.v1"
+) -> int:
     """Publish as a gateway would: JSON, keyed by asset id, acks=all."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=8 << 20,
-                                max_batch_size=1 << 20)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", max_request_size=8 << 20, max_batch_size=1 << 20
+    )
     await producer.start()
     try:
         futures = []
@@ -124,8 +135,9 @@ async def publish(bootstrap: str, messages: Iterable[bytes | dict | list], topic
 
 async def read_topic(bootstrap: str, topic: str, idle_ms: int = 1500) -> list:
     """Every record of `topic` from the beginning (no group)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     try:
         consumer.subscribe([topic])
@@ -145,7 +157,9 @@ def count_rows(database_url: str, where: str = "TRUE", params: Sequence[object] 
         return conn.execute(f"SELECT count(*) FROM readings WHERE {where}", params).fetchone()[0]  # type: ignore[index]
 
 
-def wait_rows(database_url: str, expected: int, timeout: float, ingest: IngestProcess | None = None) -> int:
+def wait_rows(
+    database_url: str, expected: int, timeout: float, ingest: IngestProcess | None = None
+) -> int:
     deadline = time.monotonic() + timeout
     n = -1
     while time.monotonic() < deadline:

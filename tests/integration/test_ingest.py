@@ -33,7 +33,9 @@ async def test_ten_thousand_readings_stored_exactly_once(kafka, db_url, start_in
     wait_rows(db_url, 10_001, 30, ingest)
     assert count_rows(db_url) == 10_001
     with psycopg.connect(db_url) as conn:
-        registered = conn.execute("SELECT count(*) FROM assets WHERE registered_by = 'auto'").fetchone()
+        registered = conn.execute(
+            "SELECT count(*) FROM assets WHERE registered_by = 'auto'"
+        ).fetchone()
     assert registered == (6,)
     validated = await read_topic(kafka, "pdm.readings.validated.v1")
     assert {r.key for r in validated} >= {f"pump-{i:03d}".encode() for i in range(5)}
@@ -45,32 +47,58 @@ async def test_out_of_order_timestamps_are_stored_correctly(kafka, db_url, start
     ingest = start_ingest()
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
     order = [5, 1, 9, 0, 3, 7, 2, 8, 6, 4]
-    msgs = [{"asset_id": "ooo", "ts": (base + timedelta(seconds=i)).isoformat(),
-             "readings": {"t": float(i)}} for i in order]
+    msgs = [
+        {
+            "asset_id": "ooo",
+            "ts": (base + timedelta(seconds=i)).isoformat(),
+            "readings": {"t": float(i)},
+        }
+        for i in order
+    ]
     await publish(kafka, msgs)
     wait_rows(db_url, 10, 30, ingest)
     with psycopg.connect(db_url) as conn:
-        rows = conn.execute("SELECT time, value FROM readings WHERE asset_id='ooo' ORDER BY time").fetchall()
+        rows = conn.execute(
+            "SELECT time, value FROM readings WHERE asset_id='ooo' ORDER BY time"
+        ).fetchall()
     assert [r[0] for r in rows] == [base + timedelta(seconds=i) for i in range(10)]
     assert [r[1] for r in rows] == [float(i) for i in range(10)]
 
 
 POISON = {
     "invalid JSON": (b'{"asset_id": "pump-1", "ts": ', "undecodable"),
-    "wrong type": (json.dumps({"asset_id": "pump-1", "ts": "2026-01-01T00:00:00Z", "readings": {"t": "hot"}}).encode(), "invalid"),
+    "wrong type": (
+        json.dumps(
+            {"asset_id": "pump-1", "ts": "2026-01-01T00:00:00Z", "readings": {"t": "hot"}}
+        ).encode(),
+        "invalid",
+    ),
     "NaN": (b'{"asset_id":"pump-1","ts":"%s","readings":{"t":NaN}}', "invalid"),
     "Infinity": (b'{"asset_id":"pump-1","ts":"%s","readings":{"t":-Infinity}}', "invalid"),
     "missing field": (json.dumps({"asset_id": "pump-1", "readings": {"t": 1}}).encode(), "invalid"),
-    "unknown field": (b'{"asset_id":"pump-1","ts":"%s","readings":{"t":1},"temprature":3}', "invalid"),
-    "oversized": (b'{"asset_id":"pump-1","ts":"%s","readings":{"t":1},"message_id":"' + b"x" * 70_000 + b'"}', "too_large"),
-    "future": (b'{"asset_id":"pump-1","ts":"2099-01-01T00:00:00Z","readings":{"t":1}}', "ts_out_of_range"),
+    "unknown field": (
+        b'{"asset_id":"pump-1","ts":"%s","readings":{"t":1},"temprature":3}',
+        "invalid",
+    ),
+    "oversized": (
+        b'{"asset_id":"pump-1","ts":"%s","readings":{"t":1},"message_id":"' + b"x" * 70_000 + b'"}',
+        "too_large",
+    ),
+    "future": (
+        b'{"asset_id":"pump-1","ts":"2099-01-01T00:00:00Z","readings":{"t":1}}',
+        "ts_out_of_range",
+    ),
 }
 
 
-async def test_poison_goes_to_dlq_with_reason_rest_is_stored_and_replay_after_fix(kafka, db_url, start_ingest):
+async def test_poison_goes_to_dlq_with_reason_rest_is_stored_and_replay_after_fix(
+    kafka, db_url, start_ingest
+):
     now = datetime.now(UTC).isoformat().encode()
     with psycopg.connect(db_url) as conn:
-        conn.execute("INSERT INTO assets (asset_id, asset_type, registered_by) VALUES ('pump-1', 'pump', 'api')")
+        conn.execute(
+            "INSERT INTO assets (asset_id, asset_type, registered_by) VALUES ('pump-1', 'pump', 'api')"
+        )
     ingest = start_ingest(PDM_INGEST_UNKNOWN_ASSETS="reject", PDM_KAFKA_MAX_MESSAGE_BYTES="65536")
     good = snapshots(["pump-1"], 20, sensors=3)
     unregistered = snapshots(["pump-2"], 5, sensors=3)
@@ -96,8 +124,20 @@ async def test_poison_goes_to_dlq_with_reason_rest_is_stored_and_replay_after_fi
     with psycopg.connect(db_url) as conn:
         conn.execute("INSERT INTO assets (asset_id, registered_by) VALUES ('pump-2', 'api')")
     cli = subprocess.run(
-        [sys.executable, "-m", "pdm_common.cli", "dlq", "replay", "pdm.readings.v1", "--reason", "unknown_asset"],
-        env={**ingest.env}, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "pdm_common.cli",
+            "dlq",
+            "replay",
+            "pdm.readings.v1",
+            "--reason",
+            "unknown_asset",
+        ],
+        env={**ingest.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert cli.returncode == 0, cli.stderr
     assert "replayed 5 message(s)" in cli.stdout
@@ -137,7 +177,9 @@ async def test_database_down_30s_pauses_and_loses_nothing(kafka, db_url, start_i
     wait_rows(db_url, 4_000, 60, ingest)
     postgres.stop()
     try:
-        second = snapshots(["db-a", "db-b"], 500, sensors=4, start=datetime.now(UTC) - timedelta(minutes=5))
+        second = snapshots(
+            ["db-a", "db-b"], 500, sensors=4, start=datetime.now(UTC) - timedelta(minutes=5)
+        )
         await publish(kafka, second)
         ingest.wait_until(lambda: ingest.probe("/ready") == 503, 30, "/ready to report the outage")
         await asyncio.sleep(30)

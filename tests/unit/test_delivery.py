@@ -21,12 +21,17 @@ from pdm_common.delivery import (
 )
 
 POLICY = RetryPolicy(
-    in_process_attempts=3, topic_attempts=2, backoff_initial_s=0.01, backoff_max_s=0.05,
+    in_process_attempts=3,
+    topic_attempts=2,
+    backoff_initial_s=0.01,
+    backoff_max_s=0.05,
     max_value_bytes=64,
 )
 
 
-def rec(value: bytes, offset: int = 0, topic: str = "pdm.t.v1", headers: dict | None = None) -> Delivery:
+def rec(
+    value: bytes, offset: int = 0, topic: str = "pdm.t.v1", headers: dict | None = None
+) -> Delivery:
     return Delivery(topic, 1, offset, b"k", value, dict(headers or {}), 1_700_000_000_000)
 
 
@@ -62,7 +67,11 @@ class Processor:
             exc = self.script.pop(0)
             if exc is not None:
                 raise exc
-        return [Failure(dl, PermanentError("refused", reason="rejected")) for dl, v in items if v == b"refuse"]
+        return [
+            Failure(dl, PermanentError("refused", reason="rejected"))
+            for dl, v in items
+            if v == b"refuse"
+        ]
 
 
 def handler(processor: Processor, publisher: Publisher, pauses: list[bool] | None = None):
@@ -72,7 +81,11 @@ def handler(processor: Processor, publisher: Publisher, pauses: list[bool] | Non
         slept.append(s)
 
     h = ReliableBatchHandler(
-        processor, publisher, service="svc", policy=POLICY, sleep=sleep,
+        processor,
+        publisher,
+        service="svc",
+        policy=POLICY,
+        sleep=sleep,
         on_pause=(pauses.append if pauses is not None else None),
     )
     return h, slept
@@ -139,8 +152,13 @@ async def test_retry_topic_attempts_exhausted_go_to_dlq():
     err = TransientError("still failing")
     pub, proc = Publisher(), Processor([err] * 3)
     h, _ = handler(proc, pub)
-    headers = {d.H_ATTEMPT: str(POLICY.topic_attempts), d.H_ORIGINAL_TOPIC: "pdm.t.v1",
-               d.H_ORIGINAL_OFFSET: "7", d.H_ORIGINAL_PARTITION: "0", "traceparent": "x"}
+    headers = {
+        d.H_ATTEMPT: str(POLICY.topic_attempts),
+        d.H_ORIGINAL_TOPIC: "pdm.t.v1",
+        d.H_ORIGINAL_OFFSET: "7",
+        d.H_ORIGINAL_PARTITION: "0",
+        "traceparent": "x",
+    }
     report = await h.handle([rec(b"a", 3, topic="pdm.t.v1.retry", headers=headers)])
     assert report.dead_lettered == 1
     [out] = pub.sent

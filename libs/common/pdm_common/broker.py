@@ -92,16 +92,29 @@ def subscribe_reliably(
     """
     for name, group in ((topic, group_id), (topics.retry_topic(topic), f"{group_id}.retry")):
         _subscribe(
-            broker, name, handler, group_id=group, settings=settings, max_records=max_records,
-            session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=heartbeat_interval_ms,
+            broker,
+            name,
+            handler,
+            group_id=group,
+            settings=settings,
+            max_records=max_records,
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=heartbeat_interval_ms,
             max_poll_interval_ms=max_poll_interval_ms,
         )
 
 
 def _subscribe(
-    broker: KafkaBroker, topic: str, handler: ReliableBatchHandler[Any], *, group_id: str,
-    settings: CommonSettings, max_records: int, session_timeout_ms: int,
-    heartbeat_interval_ms: int, max_poll_interval_ms: int,
+    broker: KafkaBroker,
+    topic: str,
+    handler: ReliableBatchHandler[Any],
+    *,
+    group_id: str,
+    settings: CommonSettings,
+    max_records: int,
+    session_timeout_ms: int,
+    heartbeat_interval_ms: int,
+    max_poll_interval_ms: int,
 ) -> None:
     async def raw_bodies(message: Any) -> Any:
         # Decoding is the processor's job, per message, so one poison message cannot fail
@@ -136,8 +149,13 @@ def _subscribe(
         metrics.batch_seconds.labels(handler.service, topic).observe(time.perf_counter() - started)
         metrics.batch_size.labels(handler.service, topic).observe(len(records))
         _record_lag(msg.consumer, records, handler.service)
-        log.debug("batch handled", topic=topic, size=len(records), dlq=report.dead_lettered,
-                  retry=report.retried)
+        log.debug(
+            "batch handled",
+            topic=topic,
+            size=len(records),
+            dlq=report.dead_lettered,
+            retry=report.retried,
+        )
 
 
 def _record_lag(consumer: Any, records: Sequence[Any], service: str) -> None:
@@ -147,11 +165,15 @@ def _record_lag(consumer: Any, records: Sequence[Any], service: str) -> None:
         tp = TopicPartition(topic, partition)
         try:
             highwater = consumer.highwater(tp)
-            position = max(r.offset for r in records if r.partition == partition and r.topic == topic) + 1
+            position = (
+                max(r.offset for r in records if r.partition == partition and r.topic == topic) + 1
+            )
         except Exception:
             continue
         if highwater is not None:
-            metrics.consumer_lag.labels(service, topic, str(partition)).set(max(0, highwater - position))
+            metrics.consumer_lag.labels(service, topic, str(partition)).set(
+                max(0, highwater - position)
+            )
 
 
 async def ensure_topics(
@@ -165,15 +187,18 @@ async def ensure_topics(
         missing = [n for n in names if n not in existing]
         if missing:
             await admin.create_topics(
-                [NewTopic(n, num_partitions=partitions, replication_factor=replication) for n in missing]
+                [
+                    NewTopic(n, num_partitions=partitions, replication_factor=replication)
+                    for n in missing
+                ]
             )
         return missing
     finally:
         await admin.close()
 
 
-async def ping_broker(broker: KafkaBroker, timeout: float = 2.0) -> bool:
+async def ping_broker(broker: KafkaBroker, seconds: float = 2.0) -> bool:
     try:
-        return bool(await asyncio.wait_for(broker.ping(timeout), timeout + 0.5))
+        return bool(await asyncio.wait_for(broker.ping(seconds), seconds + 0.5))
     except Exception:
         return False

@@ -31,7 +31,9 @@ def topics_ensure() -> None:
 
     settings = CommonSettings()
     created = asyncio.run(
-        ensure_topics(settings.kafka_bootstrap, topics.all_topics(), partitions=settings.kafka_partitions)
+        ensure_topics(
+            settings.kafka_bootstrap, topics.all_topics(), partitions=settings.kafka_partitions
+        )
     )
     typer.echo(f"{len(topics.all_topics())} topics, {len(created)} created")
 

@@ -219,7 +219,10 @@ class RetryPolicy:
 
     def topic_delay(self, attempt: int) -> float:
         """Delay before the `attempt`-th delivery through the retry topic (1-based)."""
-        return min(self.backoff_max_s, self.backoff_initial_s * 2 ** (self.in_process_attempts + attempt - 1))
+        return min(
+            self.backoff_max_s,
+            self.backoff_initial_s * 2 ** (self.in_process_attempts + attempt - 1),
+        )
 
 
 @dataclass(slots=True)
@@ -256,7 +259,9 @@ def dead_letter(delivery: Delivery, error: DeliveryError, service: str, max_byte
     return Outgoing(topics.dlq_topic(delivery.origin_topic), value, delivery.key, headers)
 
 
-def retry_later(delivery: Delivery, error: DeliveryError, service: str, policy: RetryPolicy) -> Outgoing:
+def retry_later(
+    delivery: Delivery, error: DeliveryError, service: str, policy: RetryPolicy
+) -> Outgoing:
     """The `<topic>.retry` message for `delivery`, or its DLQ message once attempts run out."""
     attempt = delivery.attempt + 1
     if attempt > policy.topic_attempts:
@@ -273,7 +278,9 @@ def retry_later(delivery: Delivery, error: DeliveryError, service: str, policy: 
         H_REASON: error.reason,
         H_SERVICE: service,
     }
-    return Outgoing(topics.retry_topic(delivery.origin_topic), delivery.value, delivery.key, headers)
+    return Outgoing(
+        topics.retry_topic(delivery.origin_topic), delivery.value, delivery.key, headers
+    )
 
 
 class ReliableBatchHandler(Generic[T]):
@@ -346,7 +353,9 @@ class ReliableBatchHandler(Generic[T]):
                 delay = self.policy.backoff(min(pauses, 30))
                 log.warning(
                     "dependency unavailable: consumer paused, nothing committed",
-                    error=str(exc), pause=pauses, retry_in_s=round(delay, 2),
+                    error=str(exc),
+                    pause=pauses,
+                    retry_in_s=round(delay, 2),
                 )
                 await self._sleep(delay)
                 continue
@@ -375,14 +384,22 @@ class ReliableBatchHandler(Generic[T]):
         if out.topic.endswith(topics.DLQ_SUFFIX):
             report.dead_lettered += 1
             log.warning(
-                "message dead-lettered", topic=d.topic, partition=d.partition, offset=d.offset,
-                reason=error.reason, error=str(error)[:300], dlq=out.topic,
+                "message dead-lettered",
+                topic=d.topic,
+                partition=d.partition,
+                offset=d.offset,
+                reason=error.reason,
+                error=str(error)[:300],
+                dlq=out.topic,
             )
         else:
             report.retried += 1
             log.info(
-                "message sent to retry topic", topic=d.topic, offset=d.offset,
-                attempt=out.headers[H_ATTEMPT], reason=error.reason,
+                "message sent to retry topic",
+                topic=d.topic,
+                offset=d.offset,
+                attempt=out.headers[H_ATTEMPT],
+                reason=error.reason,
             )
         return out
 
@@ -397,6 +414,9 @@ class ReliableBatchHandler(Generic[T]):
                 pauses += 1
                 report.pauses += 1
                 delay = self.policy.backoff(min(pauses, 30))
-                log.warning("cannot publish to retry/DLQ topic; pausing", error=repr(exc),
-                            retry_in_s=round(delay, 2))
+                log.warning(
+                    "cannot publish to retry/DLQ topic; pausing",
+                    error=repr(exc),
+                    retry_in_s=round(delay, 2),
+                )
                 await self._sleep(delay)

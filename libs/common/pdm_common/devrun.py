@@ -92,7 +92,9 @@ def run(stop_stack: bool = False, demo_assets: int = 5, demo_rate_hz: float = 1.
     typer.secho("== applying migrations", bold=True)
     subprocess.run([sys.executable, "-m", "pdm_common.cli", "migrate"], env=env, check=True)
     typer.secho("== creating topics", bold=True)
-    subprocess.run([sys.executable, "-m", "pdm_common.cli", "topics", "ensure"], env=env, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pdm_common.cli", "topics", "ensure"], env=env, check=True
+    )
 
     logs = STATE_DIR / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -104,21 +106,23 @@ def run(stop_stack: bool = False, demo_assets: int = 5, demo_rate_hz: float = 1.
             [sys.executable, "-m", module], env=env | {port_var: str(port)}, stdout=log, stderr=log
         )
         children.append((name, child))
-        typer.echo(f"   {name:<10} pid {child.pid}  http://127.0.0.1:{port}/ready  log {logs / name}.log")
+        typer.echo(
+            f"   {name:<10} pid {child.pid}  http://127.0.0.1:{port}/ready  log {logs / name}.log"
+        )
 
     typer.secho("\n== the platform is running", bold=True, fg="green")
     typer.echo(
-        f"   Kafka bootstrap   {settings.kafka_bootstrap}   (publish JSON readings to {topics.READINGS})\n"
+        f"   Kafka bootstrap   {settings.kafka_bootstrap}   (publish to {topics.READINGS})\n"
         f"   PostgreSQL        {settings.database_url}\n"
         f"   MLflow            {settings.mlflow_tracking_uri}\n"
         f"   demo gateway      {demo_assets} pumps x 4 sensors at {demo_rate_hz} Hz\n"
-        f"   query:  psql \"{settings.database_url}\" -c "
-        "\"SELECT * FROM readings ORDER BY time DESC LIMIT 10\"\n"
+        f'   query:  psql "{settings.database_url}" -c '
+        '"SELECT * FROM readings ORDER BY time DESC LIMIT 10"\n'
         "   dead letters:  .venv/bin/pdm dlq list pdm.readings.v1\n"
         "   Ctrl-C stops the services (the stack stays up: `pdm stack down`)."
     )
     asyncio.run(_watch(settings, children, demo_assets, demo_rate_hz))
-    for name, child in children:
+    for _, child in children:
         child.send_signal(signal.SIGTERM)
     for name, child in children:
         try:
@@ -140,7 +144,9 @@ async def _watch(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    gateway = asyncio.create_task(demo_gateway(settings.kafka_bootstrap, demo_assets, demo_rate_hz, stop))
+    gateway = asyncio.create_task(
+        demo_gateway(settings.kafka_bootstrap, demo_assets, demo_rate_hz, stop)
+    )
     started = time.monotonic()
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):

@@ -98,7 +98,7 @@ async def _drain(consumer: AIOKafkaConsumer, idle_ms: int) -> list[Delivery]:
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     parts = consumer.partitions_for_topic(topic)
     if parts is None:
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public call
+        await consumer._client.force_metadata_update()
         parts = consumer.partitions_for_topic(topic)
     return [TopicPartition(topic, p) for p in sorted(parts or ())]
 
@@ -116,7 +116,9 @@ async def list_dead_letters(bootstrap: str, topic: str, idle_ms: int = 1500) -> 
         letters = await _drain(consumer, idle_ms)
     finally:
         await consumer.stop()
-    return [DeadLetter.from_delivery(d) for d in sorted(letters, key=lambda d: (d.partition, d.offset))]
+    return [
+        DeadLetter.from_delivery(d) for d in sorted(letters, key=lambda d: (d.partition, d.offset))
+    ]
 
 
 async def replay_dead_letters(
@@ -203,7 +205,10 @@ def list_cmd(
 ) -> None:
     """Show every dead letter of TOPIC with its reason and origin."""
     settings = CommonSettings()
-    _print(asyncio.run(_with_hint(list_dead_letters(settings.kafka_bootstrap, topic), settings)), as_json)
+    _print(
+        asyncio.run(_with_hint(list_dead_letters(settings.kafka_bootstrap, topic), settings)),
+        as_json,
+    )
 
 
 @dlq_app.command("replay")
@@ -221,7 +226,11 @@ def replay_cmd(
     letters = asyncio.run(
         _with_hint(
             replay_dead_letters(
-                settings.kafka_bootstrap, topic, reason=reason, replay_all=replay_all, dry_run=dry_run
+                settings.kafka_bootstrap,
+                topic,
+                reason=reason,
+                replay_all=replay_all,
+                dry_run=dry_run,
             ),
             settings,
         )

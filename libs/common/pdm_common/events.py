@@ -104,4 +104,3 @@ class ReadingsValidated(Envelope):
     asset_id: str
     asset_type: str | None = None
     snapshots: list[ValidatedSnapshot]
-

@@ -68,7 +68,9 @@ def ready_app(service: str, checks: dict[str, ReadinessCheck]) -> Callable[..., 
         results = await asyncio.gather(*(_safe(checks[n]) for n in names))
         status = dict(zip(names, results, strict=True))
         ok = all(results)
-        await _json_response(200 if ok else 503, {"ready": ok, "service": service, "checks": status})(send)
+        await _json_response(
+            200 if ok else 503, {"ready": ok, "service": service, "checks": status}
+        )(send)
 
     return app
 
@@ -102,8 +104,14 @@ def make_service_app(
     )
 
 
-def run_service(app: AsgiFastStream, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104
+def run_service(app: AsgiFastStream, port: int, host: str = "0.0.0.0") -> None:
     """Serve the app (broker consumers start in its lifespan) until SIGINT/SIGTERM."""
+    import gc
+
     import uvicorn
 
+    # Batch consumers allocate millions of short-lived objects per second; with the default
+    # thresholds the cyclic GC rescans the long-lived heap (modules, models) over and over.
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")

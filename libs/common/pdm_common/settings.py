@@ -70,8 +70,10 @@ class CommonSettings(BaseSettings):
         0.2, gt=0, description="First back-off delay; doubles per attempt, with full jitter."
     )
     retry_backoff_max_s: float = Field(
-        30.0, gt=0, description="Cap of the back-off delay (also the pause step while the "
-        "database is unreachable)."
+        30.0,
+        gt=0,
+        description="Cap of the back-off delay (also the pause step while the "
+        "database is unreachable).",
     )
     log_level: str = Field("INFO", description="Log level of every service.")
     log_format: Literal["json", "console"] = Field(

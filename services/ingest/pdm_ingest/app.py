@@ -26,15 +26,20 @@ def create_app(
     publisher = BrokerPublisher(broker)
     paused = PauseFlag(SERVICE)
     store = ReadingStore()
-    processor = IngestProcessor(
-        store, publisher, settings, common.kafka_max_message_bytes
-    )
+    processor = IngestProcessor(store, publisher, settings, common.kafka_max_message_bytes)
     handler = ReliableBatchHandler(
-        processor, publisher, service=SERVICE, policy=RetryPolicy.from_settings(common),
+        processor,
+        publisher,
+        service=SERVICE,
+        policy=RetryPolicy.from_settings(common),
         on_pause=paused,
     )
     subscribe_reliably(
-        broker, topics.READINGS, handler, group_id=settings.group_id, settings=common,
+        broker,
+        topics.READINGS,
+        handler,
+        group_id=settings.group_id,
+        settings=common,
         max_records=settings.batch_max_records,
     )
 

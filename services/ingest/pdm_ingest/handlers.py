@@ -50,9 +50,7 @@ def limits_from(settings: IngestSettings, max_message_bytes: int) -> Limits:
     )
 
 
-def validated_events(
-    snapshots: Sequence[ReadingSnapshot], chunk: int
-) -> list[Outgoing]:
+def validated_events(snapshots: Sequence[ReadingSnapshot], chunk: int) -> list[Outgoing]:
     """One `ReadingsValidated` per asset (time-ordered, chunked), keyed by asset id."""
     by_asset: dict[str, list[ReadingSnapshot]] = defaultdict(list)
     for snap in snapshots:
@@ -67,7 +65,8 @@ def validated_events(
                 asset_id=asset_id,
                 asset_type=asset_type,
                 snapshots=[
-                    ValidatedSnapshot(ts=s.ts, readings=s.readings) for s in snaps[start : start + chunk]
+                    ValidatedSnapshot(ts=s.ts, readings=s.readings)
+                    for s in snaps[start : start + chunk]
                 ],
             )
             out.append(
@@ -122,7 +121,9 @@ class IngestProcessor:
         return failures
 
     async def _reject_unknown(self, items: list[Item]) -> tuple[list[Item], list[Failure]]:
-        unknown = await self._db(self.store.unknown_assets({s.asset_id for _, ss in items for s in ss}))
+        unknown = await self._db(
+            self.store.unknown_assets({s.asset_id for _, ss in items for s in ss})
+        )
         if not unknown:
             return items, []
         keep, failures = [], []
@@ -146,7 +147,9 @@ class IngestProcessor:
     async def _write(self, snapshots: list[ReadingSnapshot], register: bool) -> WriteResult:
         return await self._db(self.store.write(snapshots, register))
 
-    async def _write_one_by_one(self, items: list[Item], register: bool) -> tuple[list[Item], list[Failure]]:
+    async def _write_one_by_one(
+        self, items: list[Item], register: bool
+    ) -> tuple[list[Item], list[Failure]]:
         stored: list[Item] = []
         refused: list[Failure] = []
         for delivery, snaps in items:
@@ -167,14 +170,18 @@ class IngestProcessor:
             if kind == "unavailable":
                 raise DependencyUnavailable(f"database unavailable: {text}") from exc
             if kind == "permanent":
-                raise PermanentError(f"database refused: {text}", reason="rejected_by_database") from exc
+                raise PermanentError(
+                    f"database refused: {text}", reason="rejected_by_database"
+                ) from exc
             raise TransientError(f"database: {text}", reason="database_transient") from exc
 
     async def _announce(self, snapshots: list[ReadingSnapshot]) -> None:
         if not snapshots:
             return
         try:
-            await self.publisher.publish_many(validated_events(snapshots, self.settings.validated_chunk))
+            await self.publisher.publish_many(
+                validated_events(snapshots, self.settings.validated_chunk)
+            )
         except Exception as exc:  # stored already; redoing the batch is idempotent
             raise DependencyUnavailable(f"cannot publish validated readings: {exc!r}") from exc
 

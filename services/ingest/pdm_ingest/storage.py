@@ -65,11 +65,15 @@ class ReadingStore:
         rows = reading_rows(snapshots)
         async with self._pool.connection() as conn, conn.transaction():
             new_assets = await self._register(conn, snapshots) if register else set()
-            inserted = await copy_insert_ignore(conn, "readings", READING_COLUMNS, READING_TYPES, rows)
+            inserted = await copy_insert_ignore(
+                conn, "readings", READING_COLUMNS, READING_TYPES, rows
+            )
         self._remember(new_assets)
         return WriteResult(inserted=inserted, duplicates=len(rows) - inserted)
 
-    async def _register(self, conn: AsyncConnection, snapshots: Sequence[ReadingSnapshot]) -> set[str]:
+    async def _register(
+        self, conn: AsyncConnection, snapshots: Sequence[ReadingSnapshot]
+    ) -> set[str]:
         types: dict[str, str | None] = {}
         for snap in snapshots:
             if snap.asset_id not in self._known_assets:

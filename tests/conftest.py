@@ -1,0 +1,142 @@
+"""Fixtures that run the real embedded servers (tansu, PostgreSQL, MLflow) for the tests.
+
+Every server runs on a free loopback port with its state in a per-session directory
+`<tmp>/pdm-test-stack-*` (world-traversable so the unprivileged PostgreSQL user can reach
+it when tests run as root); fixtures stop the servers and delete the directory at the end,
+whether tests passed or failed. Servers are started only when a test asks for them:
+
+    kafka_bootstrap  "127.0.0.1:PORT" of a tansu broker (in-memory; topics live per session)
+    postgres         the EmbeddedPostgres; tests may `.stop()` / `.start()` it (same port,
+                     same data), and it is restarted after a test that left it stopped
+    database_url     postgres.url (database `pdm`, superuser `pdm`, trust auth)
+    mlflow_uri       "http://127.0.0.1:PORT" of an MLflow server (~10 s to start)
+    pdm_env          sets PDM_KAFKA_BOOTSTRAP / PDM_DATABASE_URL for code that reads settings
+    stack_state_dir  an empty state dir for `pdm_common.stack.stack.up/down` (stopped after)
+
+If pytest itself is killed (-9), the broker and the MLflow launcher die with it
+(PR_SET_PDEATHSIG); what survives (PostgreSQL, MLflow's uvicorn child) is stopped by the next
+session that starts a server, which reaps the directories of dead sessions. Directories of
+live sessions (another engineer's run) are never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pdm_common.stack.processes import (
+    LOOPBACK,
+    EmbeddedPostgres,
+    ManagedProcess,
+    free_port,
+    log_path,
+    pid_alive,
+    start_broker,
+    start_mlflow,
+)
+
+TEST_STACK_PREFIX = "pdm-test-stack-"
+
+
+def _new_state_dir(kind: str) -> Path:
+    """A fresh state dir owned by this pytest process (see `_reap_dead_sessions`)."""
+    path = Path(tempfile.mkdtemp(prefix=f"{TEST_STACK_PREFIX}{kind}-"))
+    path.chmod(0o755)  # mkdtemp makes 0700; the postgres user must traverse it
+    (path / "owner.pid").write_text(f"{os.getpid()}\n")
+    return path
+
+
+def _teardown_state_dir(path: Path) -> None:
+    from pdm_common.stack.stack import down
+
+    down(path, log=lambda _line: None)
+    EmbeddedPostgres(path / "postgres", 0).destroy()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _reap_dead_sessions() -> None:
+    """Stop servers and delete dirs left by test sessions that were killed."""
+    for path in Path(tempfile.gettempdir()).glob(f"{TEST_STACK_PREFIX}*"):
+        try:
+            owner = int((path / "owner.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        if owner != os.getpid() and not pid_alive(owner):
+            _teardown_state_dir(path)
+
+
+@pytest.fixture(scope="session")
+def test_state_dir() -> Iterator[Path]:
+    """State dir shared by the session-scoped servers."""
+    _reap_dead_sessions()
+    path = _new_state_dir("session")
+    yield path
+    _teardown_state_dir(path)
+
+
+@pytest.fixture(scope="session")
+def broker_process(test_state_dir: Path) -> Iterator[ManagedProcess]:
+    proc = start_broker(test_state_dir, die_with_parent=True)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(broker_process: ManagedProcess) -> str:
+    return f"{LOOPBACK}:{broker_process.port}"
+
+
+@pytest.fixture(scope="session")
+def postgres(test_state_dir: Path) -> Iterator[EmbeddedPostgres]:
+    pg = EmbeddedPostgres(
+        test_state_dir / "postgres", free_port(), log_file=log_path(test_state_dir, "postgres")
+    )
+    try:
+        pg.start()
+        yield pg
+    finally:
+        pg.destroy()
+
+
+@pytest.fixture(autouse=True)
+def _postgres_back_up_after_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that stops PostgreSQL and fails midway must not break the tests after it."""
+    pg = request.getfixturevalue("postgres") if "postgres" in request.fixturenames else None
+    yield
+    if pg is not None and not pg.is_running():
+        pg.start()
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres: EmbeddedPostgres) -> str:
+    return postgres.url
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(test_state_dir: Path) -> Iterator[str]:
+    proc = start_mlflow(test_state_dir, die_with_parent=True)
+    yield f"http://{LOOPBACK}:{proc.port}"
+    proc.stop()
+
+
+@pytest.fixture
+def pdm_env(
+    monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str, database_url: str
+) -> dict[str, str]:
+    """Point `CommonSettings` (and anything reading PDM_*) at the test servers."""
+    env = {"PDM_KAFKA_BOOTSTRAP": kafka_bootstrap, "PDM_DATABASE_URL": database_url}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture
+def stack_state_dir() -> Iterator[Path]:
+    """An empty state dir for exercising `pdm stack`; whatever it started is stopped after."""
+    path = _new_state_dir("stack")
+    yield path
+    _teardown_state_dir(path)
