@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
 from pdm_common.settings import CommonSettings
 from pdm_common.stack import stack
 from pdm_common.stack.processes import (

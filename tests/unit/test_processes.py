@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from pdm_common.settings import CommonSettings
 from pdm_common.stack import stack
 from pdm_common.stack.processes import (
