@@ -6,7 +6,7 @@ from faststream.asgi import AsgiFastStream
 
 from pdm_common import topics
 from pdm_common.broker import BrokerPublisher, ensure_topics, make_broker, subscribe_reliably
-from pdm_common.db.pool import create_pool, ping
+from pdm_common.db.pool import create_pool
 from pdm_common.delivery import ReliableBatchHandler, RetryPolicy
 from pdm_common.service import PauseFlag, make_service_app
 from pdm_common.settings import CommonSettings
@@ -63,13 +63,10 @@ def create_app(
         if store.pool is not None:
             await store.pool.close()
 
-    async def database_ready() -> bool:
-        return store.pool is not None and await ping(store.pool)
-
     return make_service_app(
         broker,
         SERVICE,
-        readiness={"database": database_ready, "consumer": paused.check},
+        readiness={"database": store.schema_ready, "consumer": paused.check},
         on_startup=[create_topics, open_pool],
         after_shutdown=[close_pool],
     )

@@ -7,9 +7,11 @@ redelivered or duplicated message changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
@@ -46,6 +48,21 @@ class ReadingStore:
         if self.pool is None:
             raise RuntimeError("ReadingStore used before its pool was opened")
         return self.pool
+
+    async def schema_ready(self, timeout_s: float = 2.0) -> bool:
+        """Readiness: PostgreSQL answers *and* is migrated (`pdm migrate` has run)."""
+        if self.pool is None:
+            return False
+        try:
+            async with asyncio.timeout(timeout_s), self.pool.connection(timeout=timeout_s) as conn:
+                cur = await conn.execute(
+                    "SELECT to_regclass('readings') IS NOT NULL"
+                    " AND to_regclass('assets') IS NOT NULL"
+                )
+                row = await cur.fetchone()
+        except (psycopg.Error, OSError):
+            return False
+        return bool(row and row[0])
 
     async def unknown_assets(self, asset_ids: Iterable[str]) -> set[str]:
         """Asset ids not registered yet (only positive answers are cached)."""

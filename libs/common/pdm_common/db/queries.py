@@ -1,0 +1,156 @@
+"""The one query layer over `readings` that answers the same with and without TimescaleDB.
+
+`time_bucket()` on a timestamptz buckets in UTC from a default origin of Monday 2000-01-03
+00:00 UTC (for widths without months). `date_bin()` with exactly that origin therefore
+returns identical bucket starts for every fixed width, including weeks; 1m, 1h and 1d buckets
+would also match with the 2000-01-01 origin (it is a whole number of days away), weeks would
+not. The origin is written with an explicit `+00` so the session time zone cannot shift it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, get_args
+
+from psycopg import AsyncConnection, sql
+
+Bucket = Literal["1m", "1h", "1d"]
+Agg = Literal["avg", "min", "max", "last", "count"]
+
+BUCKET_INTERVALS: dict[str, str] = {"1m": "1 minute", "1h": "1 hour", "1d": "1 day"}
+#: time_bucket()'s default origin for widths without months (see the module docstring).
+DATE_BIN_ORIGIN = "2000-01-03 00:00:00+00"
+
+_TIME = sql.Identifier("time")
+_VALUE = sql.Identifier("value")
+_SIMPLE_AGGS: dict[str, sql.SQL] = {
+    "avg": sql.SQL("avg"),
+    "min": sql.SQL("min"),
+    "max": sql.SQL("max"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BucketRow:
+    """One aggregated bucket of one sensor; `value` is an int for `count`, else a float."""
+
+    bucket: datetime
+    sensor: str
+    value: float | int
+
+
+def _check_bucket(bucket: str) -> str:
+    if bucket not in BUCKET_INTERVALS:
+        raise ValueError(f"unknown bucket {bucket!r}: use one of {', '.join(BUCKET_INTERVALS)}")
+    return BUCKET_INTERVALS[bucket]
+
+
+def bucket_expression(bucket: Bucket, timescale: bool) -> sql.Composable:
+    """`time_bucket(...)` on TimescaleDB, the equivalent `date_bin(...)` elsewhere."""
+    width = sql.SQL("INTERVAL {}").format(sql.Literal(_check_bucket(bucket)))
+    if timescale:
+        return sql.SQL("time_bucket({}, {})").format(width, _TIME)
+    origin = sql.SQL("TIMESTAMPTZ {}").format(sql.Literal(DATE_BIN_ORIGIN))
+    return sql.SQL("date_bin({}, {}, {})").format(width, _TIME, origin)
+
+
+def aggregate_expression(agg: Agg, timescale: bool) -> sql.Composable:
+    """The aggregate of `value`; `last` is TimescaleDB's `last()` or its array_agg equivalent."""
+    if agg not in get_args(Agg):
+        raise ValueError(f"unknown aggregate {agg!r}: use one of {', '.join(get_args(Agg))}")
+    if agg == "count":
+        return sql.SQL("count(*)")
+    if agg == "last":
+        if timescale:
+            return sql.SQL("last({}, {})").format(_VALUE, _TIME)
+        return sql.SQL("(array_agg({} ORDER BY {} DESC))[1]").format(_VALUE, _TIME)
+    return sql.SQL("{}({})").format(_SIMPLE_AGGS[agg], _VALUE)
+
+
+def _check_range(start: datetime, end: datetime) -> None:
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("start and end must be timezone-aware datetimes")
+    if start >= end:
+        raise ValueError(f"start ({start.isoformat()}) must be before end ({end.isoformat()})")
+
+
+async def readings_bucketed(
+    conn: AsyncConnection[Any],
+    asset_id: str,
+    sensor: str | None,
+    start: datetime,
+    end: datetime,
+    bucket: Bucket,
+    agg: Agg,
+    timescale: bool,
+) -> list[BucketRow]:
+    """Aggregate one asset's readings in `[start, end)` per sensor and bucket.
+
+    `sensor=None` means every sensor of the asset. Only buckets with data are returned, ordered
+    by sensor then bucket; a bucket cut by `start`/`end` aggregates only the rows inside.
+    """
+    bucket_expr = bucket_expression(bucket, timescale)
+    agg_expr = aggregate_expression(agg, timescale)
+    _check_range(start, end)
+    sensor_filter = sql.SQL("AND sensor = %(sensor)s") if sensor is not None else sql.SQL("")
+    query = sql.SQL(
+        "SELECT {bucket} AS bucket, sensor, {agg} AS value FROM readings "
+        "WHERE asset_id = %(asset_id)s {sensor_filter} "
+        "AND time >= %(start)s AND time < %(end)s "
+        "GROUP BY sensor, 1 ORDER BY sensor, 1"
+    ).format(bucket=bucket_expr, agg=agg_expr, sensor_filter=sensor_filter)
+    params = {"asset_id": asset_id, "sensor": sensor, "start": start, "end": end}
+    async with conn.cursor() as cur:
+        await cur.execute(query, params)
+        return [BucketRow(b, s, v) for b, s, v in await cur.fetchall()]
+
+
+# A loose index scan over the primary key (asset_id, sensor, time): one index probe to find
+# each next sensor, one backward probe for its newest row. Cost grows with the number of
+# sensors, not of rows, whereas DISTINCT ON would read every row of the asset.
+_LATEST = sql.SQL(
+    """
+    WITH RECURSIVE sensors(sensor) AS (
+        SELECT min(sensor) FROM readings WHERE asset_id = %(asset_id)s {since}
+        UNION ALL
+        SELECT (SELECT min(r.sensor) FROM readings r
+                WHERE r.asset_id = %(asset_id)s AND r.sensor > s.sensor {since_r})
+        FROM sensors s WHERE s.sensor IS NOT NULL
+    )
+    SELECT s.sensor, newest.time, newest.value
+    FROM sensors s
+    CROSS JOIN LATERAL (
+        SELECT r.time, r.value FROM readings r
+        WHERE r.asset_id = %(asset_id)s AND r.sensor = s.sensor {since_r}
+        ORDER BY r.time DESC LIMIT 1
+    ) AS newest
+    WHERE s.sensor IS NOT NULL
+    """
+)
+
+
+async def latest_readings(
+    conn: AsyncConnection[Any], asset_id: str, since: datetime | None = None
+) -> dict[str, tuple[datetime, float]]:
+    """Newest `(time, value)` per sensor of an asset, served by the primary key.
+
+    `since` optionally ignores older readings; on TimescaleDB it lets old chunks be skipped.
+    """
+    if since is not None and since.tzinfo is None:
+        raise ValueError("since must be a timezone-aware datetime")
+    since_sql = sql.SQL("AND time >= %(since)s") if since else sql.SQL("")
+    since_r = sql.SQL("AND r.time >= %(since)s") if since else sql.SQL("")
+    query = _LATEST.format(since=since_sql, since_r=since_r)
+    async with conn.cursor() as cur:
+        await cur.execute(query, {"asset_id": asset_id, "since": since})
+        return {sensor: (t, v) for sensor, t, v in await cur.fetchall()}
+
+
+async def timescale_enabled(conn: AsyncConnection[Any]) -> bool:
+    """Whether this database has TimescaleDB installed, i.e. which query branch to use."""
+    cur = await conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = %s)", ["timescaledb"]
+    )
+    row = await cur.fetchone()
+    return bool(row and row[0])

@@ -1,0 +1,369 @@
+"""The SQL the database layer emits (the Timescale branch cannot run here), the branch choice,
+the query-layer validation and the error classification, all without a server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import errors
+from psycopg_pool import PoolTimeout
+from pydantic import ValidationError
+
+from pdm_common.db import migrations as mig
+from pdm_common.db.bulk import _stage_name
+from pdm_common.db.pool import classify_db_error
+from pdm_common.db.queries import aggregate_expression, bucket_expression, readings_bucketed
+from pdm_common.db.settings import StorageSettings, parse_interval
+
+
+def settings(**overrides: Any) -> StorageSettings:
+    """Defaults only: no environment variables or stack.env can leak into the assertions."""
+    return StorageSettings.model_validate(overrides)
+
+
+@pytest.fixture(autouse=True)
+def _no_pdm_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no .pdm/stack.env
+    for key in [
+        "PDM_TIMESCALE",
+        "PDM_READINGS_CHUNK_INTERVAL",
+        "PDM_READINGS_COMPRESS_AFTER_DAYS",
+        "PDM_READINGS_RETENTION_DAYS",
+    ]:
+        monkeypatch.delenv(key, raising=False)
+
+
+# --- Timescale statements ------------------------------------------------------------------
+
+
+def test_timescale_statements_default() -> None:
+    stmts = mig.timescale_statements(settings())
+    assert stmts[0] == "CREATE EXTENSION IF NOT EXISTS timescaledb"
+    assert stmts[1] == (
+        "SELECT create_hypertable('readings', by_range('time', INTERVAL '1 day'), "
+        "create_default_indexes => false, migrate_data => true, if_not_exists => true)"
+    )
+    assert stmts[2] == (
+        "ALTER TABLE readings SET (timescaledb.compress, "
+        "timescaledb.compress_segmentby = 'asset_id, sensor', "
+        "timescaledb.compress_orderby = 'time DESC')"
+    )
+    cagg = stmts[3]
+    assert cagg.startswith(
+        "CREATE MATERIALIZED VIEW readings_1h "
+        "WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS SELECT "
+        """time_bucket(INTERVAL '1 hour', "time") AS bucket, asset_id, sensor, """
+    )
+    for column in [
+        "avg(value) AS avg_value",
+        "min(value) AS min_value",
+        "max(value) AS max_value",
+        "count(*) AS sample_count",
+        'last("value", "time") AS last_value',
+    ]:
+        assert column in cagg
+    assert cagg.endswith("GROUP BY bucket, asset_id, sensor WITH NO DATA")
+    policies = stmts[4:]
+    assert policies == mig.timescale_policy_statements(settings())
+    assert policies == [
+        "SELECT set_chunk_time_interval('readings', INTERVAL '1 day')",
+        "SELECT remove_compression_policy('readings', if_exists => true)",
+        "SELECT add_compression_policy('readings', INTERVAL '7 days', if_not_exists => true)",
+        "SELECT remove_retention_policy('readings', if_exists => true)",
+        "SELECT add_retention_policy('readings', INTERVAL '180 days', if_not_exists => true)",
+        "SELECT remove_continuous_aggregate_policy('readings_1h', if_exists => true)",
+        "SELECT add_continuous_aggregate_policy('readings_1h', "
+        "start_offset => INTERVAL '3 days', end_offset => INTERVAL '1 hour', "
+        "schedule_interval => INTERVAL '30 minutes', if_not_exists => true)",
+    ]
+
+
+def test_timescale_statements_follow_settings() -> None:
+    custom = settings(
+        readings_chunk_interval="6 hours",
+        readings_compress_after_days=1,
+        readings_retention_days=30,
+        readings_1h_refresh_start_offset="2 days",
+        readings_1h_refresh_lag="15 minutes",
+        readings_1h_refresh_interval="5 minutes",
+    )
+    text = "\n".join(mig.timescale_statements(custom))
+    assert "by_range('time', INTERVAL '6 hours')" in text
+    assert "set_chunk_time_interval('readings', INTERVAL '6 hours')" in text
+    assert "add_compression_policy('readings', INTERVAL '1 day'," in text
+    assert "add_retention_policy('readings', INTERVAL '30 days'," in text
+    assert (
+        "start_offset => INTERVAL '2 days', end_offset => INTERVAL '15 minutes', "
+        "schedule_interval => INTERVAL '5 minutes'"
+    ) in text
+
+
+def test_zero_retention_and_compression_skip_their_policies_but_remove_old_ones() -> None:
+    text = "\n".join(
+        mig.timescale_statements(
+            settings(readings_retention_days=0, readings_compress_after_days=0)
+        )
+    )
+    assert "add_retention_policy" not in text
+    assert "add_compression_policy" not in text
+    # Switching to 0 later must drop a policy created earlier.
+    assert "remove_retention_policy('readings', if_exists => true)" in text
+    assert "remove_compression_policy('readings', if_exists => true)" in text
+
+
+def test_plain_view_has_the_same_columns_with_date_bin() -> None:
+    (view,) = mig.plain_statements(settings())
+    assert view.startswith(
+        "CREATE VIEW readings_1h AS SELECT date_bin(INTERVAL '1 hour', \"time\", "
+        "TIMESTAMPTZ '2000-01-03 00:00:00+00') AS bucket, asset_id, sensor, "
+    )
+    assert '(array_agg("value" ORDER BY "time" DESC))[1] AS last_value' in view
+    cagg = mig.timescale_statements(settings())[3]
+
+    def select_list(stmt: str) -> str:
+        return stmt[stmt.index(" AS bucket") : stmt.index(" FROM readings")]
+
+    assert select_list(view).replace(
+        '(array_agg("value" ORDER BY "time" DESC))[1]', "LAST"
+    ) == select_list(cagg).replace('last("value", "time")', "LAST")
+
+
+def test_layout_checksum_ignores_settings_but_not_the_branch() -> None:
+    (layout,) = mig.GENERATED
+    a = layout.checksum("timescale")
+    assert a == mig._layout_checksum("timescale")
+    assert mig.layout_statements("timescale", settings(readings_retention_days=0)) != (
+        mig.layout_statements("timescale", settings())
+    )
+    assert layout.checksum("plain") != a
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("readings_chunk_interval", "1 month", "invalid interval"),
+        ("readings_chunk_interval", "0 days", "must be positive"),
+        ("readings_chunk_interval", "1 day; DROP TABLE readings", "invalid interval"),
+        ("readings_retention_days", -1, "greater than or equal"),
+        ("readings_retention_days", 2, "longer than readings_1h_refresh_start_offset"),
+        ("readings_1h_refresh_start_offset", "2 hours", "at least 2 hours"),
+        ("timescale", "maybe", "auto"),
+    ],
+)
+def test_invalid_settings_are_refused(field: str, value: object, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        settings(**{field: value})
+
+
+def test_intervals_are_normalised() -> None:
+    s = settings(readings_chunk_interval=" 12  HOURS ", readings_1h_refresh_interval="1 minutes")
+    assert s.readings_chunk_interval == "12 hours"
+    assert s.readings_1h_refresh_interval == "1 minute"
+    assert parse_interval("2 weeks").days == 14
+
+
+def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PDM_READINGS_RETENTION_DAYS", "0")
+    monkeypatch.setenv("PDM_TIMESCALE", "off")
+    s = StorageSettings()
+    assert (s.readings_retention_days, s.timescale) == (0, "off")
+
+
+# --- branch choice and migration discovery -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "available", "recorded", "expected"),
+    [
+        ("auto", True, None, "timescale"),
+        ("auto", False, None, "plain"),
+        ("off", True, None, "plain"),
+        ("on", True, None, "timescale"),
+        ("auto", True, "plain", "plain"),  # never converts an existing layout
+        ("auto", False, "timescale", "timescale"),
+        ("on", True, "timescale", "timescale"),
+        ("off", False, "plain", "plain"),
+    ],
+)
+def test_choose_variant(
+    mode: Any, available: bool, recorded: mig.Variant | None, expected: str
+) -> None:
+    assert mig.choose_variant(mode, available, recorded) == expected
+
+
+@pytest.mark.parametrize(
+    ("mode", "available", "recorded", "message"),
+    [
+        ("on", False, None, "timescaledb extension is not available"),
+        ("on", True, "plain", "set up without TimescaleDB"),
+        ("off", True, "timescale", "already uses TimescaleDB"),
+    ],
+)
+def test_choose_variant_refuses_clearly(
+    mode: Any, available: bool, recorded: mig.Variant | None, message: str
+) -> None:
+    with pytest.raises(mig.MigrationError, match=message):
+        mig.choose_variant(mode, available, recorded)
+
+
+def test_shipped_migrations_are_ordered_and_packaged() -> None:
+    found = mig.load_migrations()
+    assert [m.label for m in found] == ["0001_initial", "0002_readings_layout"]
+    assert (mig.MIGRATIONS_DIR / "0001_initial.sql").is_file()
+    (initial,) = found[0].render("plain", settings())
+    assert "PRIMARY KEY (asset_id, sensor, time)" in initial
+    assert found[0].checksum("plain") == found[0].checksum("timescale")
+
+
+def test_migration_files_are_validated(tmp_path: Path) -> None:
+    (tmp_path / "0002_clash.sql").write_text("SELECT 1;")
+    with pytest.raises(mig.MigrationError, match="share version 0002"):
+        mig.load_migrations(tmp_path)
+    (tmp_path / "0002_clash.sql").unlink()
+    (tmp_path / "3_bad-name.sql").write_text("SELECT 1;")
+    with pytest.raises(mig.MigrationError, match="bad migration file name"):
+        mig.load_migrations(tmp_path)
+
+
+def test_plan_without_database_shows_every_step() -> None:
+    planned = mig.plan(None, settings(), variant="timescale")
+    assert [s.label for s in planned.steps] == ["0001_initial", "0002_readings_layout"]
+    assert planned.steps[1].statements == mig.timescale_statements(settings())
+    with pytest.raises(ValueError, match="variant"):
+        mig.plan(None, settings())
+
+
+def test_describe_target_hides_the_password() -> None:
+    described = mig.describe_target("postgresql://pdm:s3cret@db.internal:6543/pdm")
+    assert described == "db.internal:6543/pdm as pdm"
+    assert "s3cret" not in described
+
+
+# --- query layer ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bucket", "interval"), [("1m", "1 minute"), ("1h", "1 hour"), ("1d", "1 day")]
+)
+def test_bucket_expression(bucket: Any, interval: str) -> None:
+    assert bucket_expression(bucket, True).as_string() == (
+        f"""time_bucket(INTERVAL '{interval}', "time")"""
+    )
+    assert bucket_expression(bucket, False).as_string() == (
+        f"""date_bin(INTERVAL '{interval}', "time", TIMESTAMPTZ '2000-01-03 00:00:00+00')"""
+    )
+
+
+def test_aggregate_expressions() -> None:
+    assert aggregate_expression("avg", False).as_string() == 'avg("value")'
+    assert aggregate_expression("count", True).as_string() == "count(*)"
+    assert aggregate_expression("last", True).as_string() == 'last("value", "time")'
+
+
+@pytest.mark.parametrize("bad", ["5m", "1H", "", "1h; DROP TABLE readings"])
+def test_invalid_bucket(bad: Any) -> None:
+    with pytest.raises(ValueError, match="unknown bucket"):
+        bucket_expression(bad, False)
+
+
+@pytest.mark.parametrize("bad", ["sum", "AVG", "first", "value); DROP TABLE x; --"])
+def test_invalid_aggregate(bad: Any) -> None:
+    with pytest.raises(ValueError, match="unknown aggregate"):
+        aggregate_expression(bad, True)
+
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+T1 = datetime(2025, 1, 2, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"bucket": "2h"}, "unknown bucket"),
+        ({"agg": "median"}, "unknown aggregate"),
+        ({"start": T1, "end": T0}, "must be before"),
+        ({"start": datetime(2025, 1, 1)}, "timezone-aware"),
+    ],
+)
+async def test_readings_bucketed_validates_before_querying(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    args: dict[str, Any] = {
+        "asset_id": "pump-001",
+        "sensor": None,
+        "start": T0,
+        "end": T1,
+        "bucket": "1h",
+        "agg": "avg",
+        "timescale": False,
+    } | kwargs
+    with pytest.raises(ValueError, match=message):
+        await readings_bucketed(None, **args)  # type: ignore[arg-type]  # never reached
+
+
+def test_stage_names_fit_postgres_identifiers() -> None:
+    name = _stage_name("some_schema." + "x" * 80, ["time", "asset_id"])
+    assert len(name) <= 63
+    assert _stage_name("readings", ["a", "b"]) != _stage_name("readings", ["a"])
+
+
+# --- error classification ------------------------------------------------------------------
+
+
+class _Wrapped(RuntimeError):
+    pass
+
+
+def _wrapped(cause: BaseException) -> BaseException:
+    try:
+        raise _Wrapped("batch failed") from cause
+    except _Wrapped as exc:
+        return exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        # connection level
+        (psycopg.OperationalError("connection refused"), "unavailable"),
+        (psycopg.InterfaceError("the connection is closed"), "unavailable"),
+        (PoolTimeout("couldn't get a connection after 10.00 sec"), "unavailable"),
+        (errors.ConnectionFailure(), "unavailable"),  # 08006
+        (errors.SqlclientUnableToEstablishSqlconnection(), "unavailable"),  # 08001
+        (errors.AdminShutdown(), "unavailable"),  # 57P01
+        (errors.CrashShutdown(), "unavailable"),  # 57P02
+        (errors.CannotConnectNow(), "unavailable"),  # 57P03
+        (ConnectionResetError(), "unavailable"),
+        (TimeoutError(), "unavailable"),
+        # transient, although psycopg derives them from OperationalError
+        (errors.SerializationFailure(), "transient"),  # 40001
+        (errors.DeadlockDetected(), "transient"),  # 40P01
+        (errors.LockNotAvailable(), "transient"),  # 55P03
+        (errors.QueryCanceled(), "transient"),  # 57014
+        (errors.DiskFull(), "transient"),  # 53100
+        (errors.OutOfMemory(), "transient"),  # 53200
+        (errors.TooManyConnections(), "transient"),  # 53300
+        (errors.InternalError_(), "transient"),  # XX000: anything else
+        (ValueError("unrelated"), "transient"),
+        # permanent: the same input fails again
+        (errors.UniqueViolation(), "permanent"),  # 23505
+        (errors.NotNullViolation(), "permanent"),  # 23502
+        (errors.InvalidTextRepresentation(), "permanent"),  # 22P02
+        (errors.NumericValueOutOfRange(), "permanent"),  # 22003
+        (errors.UndefinedTable(), "unavailable"),  # 42P01: not migrated yet, pause
+        (errors.UndefinedColumn(), "unavailable"),  # 42703
+        (errors.SyntaxError(), "permanent"),  # 42601
+        (errors.ProgramLimitExceeded(), "permanent"),  # 54000, OperationalError subclass
+        (psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes"), "permanent"),
+        # classified by the cause when wrapped
+        (_wrapped(errors.UniqueViolation()), "permanent"),
+        (_wrapped(errors.AdminShutdown()), "unavailable"),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
+)
+def test_classify_db_error(exc: BaseException, kind: str) -> None:
+    assert classify_db_error(exc) == kind
