@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -163,7 +164,12 @@ def main() -> None:
             spy = str(Path(sys.executable).with_name("py-spy"))
             cmd = [spy, "record", "-r", "200", "-f", "raw", "-o", args.py_spy, "--", *cmd]
         ingest = subprocess.Popen(
-            cmd, env=env | {"PDM_INGEST_HTTP_PORT": str(port)}, stdout=log, stderr=log, cwd=REPO
+            cmd,
+            env=env | {"PDM_INGEST_HTTP_PORT": str(port)},
+            stdout=log,
+            stderr=log,
+            cwd=REPO,
+            start_new_session=True,
         )
         # Warm-up: one message through, so the group join (seconds on tansu) is not timed.
         warm = [
@@ -240,7 +246,11 @@ def main() -> None:
     finally:
         if ingest is not None:
             ingest.send_signal(signal.SIGINT)  # graceful for uvicorn; py-spy writes its profile
-            ingest.wait(20)
+            try:
+                ingest.wait(30)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(ingest.pid, signal.SIGKILL)  # py-spy's child too
         pg.destroy()
         broker.stop()
         shutil.rmtree(state, ignore_errors=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from pdm_common.stack.processes import free_port
+from pdm_common.stack.processes import die_with_parent_signal, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,7 +40,12 @@ class IngestProcess:
     def start(self, wait_ready: bool = True) -> IngestProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pdm_ingest"], env=self.env, cwd=REPO, stdout=log, stderr=log
+            [sys.executable, "-m", "pdm_ingest"],
+            env=self.env,
+            cwd=REPO,
+            stdout=log,
+            stderr=log,
+            preexec_fn=die_with_parent_signal,  # no orphan consumer if pytest is killed
         )
         if wait_ready:
             self.wait_until(lambda: self.probe("/ready") == 200, 60, "ingest /ready")

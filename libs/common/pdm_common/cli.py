@@ -55,6 +55,14 @@ def config() -> None:
     typer.echo(markdown())
 
 
+@app.command("asyncapi")
+def asyncapi() -> None:
+    """Print the AsyncAPI document of every topic (JSON; also at /asyncapi.json per service)."""
+    from pdm_common.asyncapi import render
+
+    typer.echo(render(), nl=False)
+
+
 @app.command("run")
 def run(
     stop_stack: Annotated[bool, typer.Option(help="Also stop the stack on exit.")] = False,

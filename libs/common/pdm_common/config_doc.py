@@ -18,6 +18,12 @@ SETTINGS_CLASSES = (
 )
 
 
+#: Variables read outside the settings classes.
+EXTRA_ROWS = (
+    ("PDM_STATE_DIR", ".pdm", "Where `pdm stack` keeps server state, logs and `stack.env`."),
+)
+
+
 def _load(path: str) -> type[BaseSettings]:
     module, name = path.split(":")
     cls: type[BaseSettings] = getattr(importlib.import_module(module), name)
@@ -26,7 +32,7 @@ def _load(path: str) -> type[BaseSettings]:
 
 def rows() -> list[tuple[str, str, str]]:
     """(ENV_VAR, default, description) for every setting."""
-    out = []
+    out = list(EXTRA_ROWS)
     for path in SETTINGS_CLASSES:
         cls = _load(path)
         prefix = cls.model_config.get("env_prefix", "")

@@ -82,6 +82,18 @@ async def _safe(check: ReadinessCheck) -> bool:
         return False
 
 
+def asyncapi_app() -> Callable[..., Awaitable[None]]:
+    """The platform's AsyncAPI document (see `asyncapi.py` for why not FastStream's own)."""
+    from pdm_common.asyncapi import build
+
+    document = build()
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await _json_response(200, document)(send)
+
+    return app
+
+
 def make_service_app(
     broker: KafkaBroker,
     service: str,
@@ -97,10 +109,10 @@ def make_service_app(
             ("/health", health_app(service)),
             ("/ready", ready_app(service, checks)),
             ("/metrics", make_asgi_app(REGISTRY)),
+            ("/asyncapi.json", asyncapi_app()),
         ],
         on_startup=list(on_startup),
         after_shutdown=list(after_shutdown),
-        asyncapi_path="/asyncapi",
     )
 
 

@@ -67,7 +67,7 @@ class CommonSettings(BaseSettings):
         description="Deliveries through `<topic>.retry` before a message goes to `<topic>.dlq`.",
     )
     retry_backoff_initial_s: float = Field(
-        0.2, gt=0, description="First back-off delay; doubles per attempt, with full jitter."
+        0.2, gt=0, description="First back-off delay; doubles per attempt, with jitter."
     )
     retry_backoff_max_s: float = Field(
         30.0,

@@ -191,7 +191,7 @@ def _start_error(what: str, log_file: Path | None, hint: str) -> ServerStartErro
 # --------------------------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
+def die_with_parent_signal() -> None:  # pragma: no cover - runs in the forked child
     """prctl(PR_SET_PDEATHSIG, SIGKILL): test servers die when pytest is killed."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGKILL, 0, 0, 0)
@@ -279,7 +279,7 @@ class ManagedProcess:
                 env=child_env,
                 cwd=cwd or state_dir,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if die_with_parent else None,
+                preexec_fn=die_with_parent_signal if die_with_parent else None,
             )
         _CHILDREN[popen.pid] = popen
         # Popen returns once exec has begun, but the kernel fills in /proc/<pid>/cmdline a
