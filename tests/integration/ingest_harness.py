@@ -115,9 +115,13 @@ def snapshots(
 
 
 async def publish(
-    bootstrap: str, messages: Iterable[bytes | dict | list], topic: str = "pdm.readings.v1"
+    bootstrap: str,
+    messages: Iterable[bytes | dict | list],
+    topic: str = "pdm.readings.v1",
+    headers: dict[str, str] | None = None,
 ) -> int:
     """Publish as a gateway would: JSON, keyed by asset id, acks=all."""
+    raw_headers = [(k, v.encode()) for k, v in (headers or {}).items()] or None
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", max_request_size=8 << 20, max_batch_size=1 << 20
     )
@@ -131,7 +135,7 @@ async def publish(
                 key = str(m["asset_id"]).encode()
             elif isinstance(m, list) and m and isinstance(m[0], dict):
                 key = str(m[0].get("asset_id")).encode()
-            futures.append(await producer.send(topic, value, key=key))
+            futures.append(await producer.send(topic, value, key=key, headers=raw_headers))
         await asyncio.gather(*futures)
         return len(futures)
     finally:

@@ -43,7 +43,9 @@ async def test_ten_thousand_readings_stored_exactly_once(kafka, db_url, start_in
     assert event["event_type"] == "readings.validated" and event["snapshots"]
 
 
-async def test_out_of_order_timestamps_are_stored_correctly(kafka, db_url, start_ingest):
+async def test_out_of_order_timestamps_are_stored_correctly_and_trace_continues(
+    kafka, db_url, start_ingest
+):
     ingest = start_ingest()
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
     order = [5, 1, 9, 0, 3, 7, 2, 8, 6, 4]
@@ -55,7 +57,8 @@ async def test_out_of_order_timestamps_are_stored_correctly(kafka, db_url, start
         }
         for i in order
     ]
-    await publish(kafka, msgs)
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    await publish(kafka, msgs, headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
     wait_rows(db_url, 10, 30, ingest)
     with psycopg.connect(db_url) as conn:
         rows = conn.execute(
@@ -63,6 +66,18 @@ async def test_out_of_order_timestamps_are_stored_correctly(kafka, db_url, start
         ).fetchall()
     assert [r[0] for r in rows] == [base + timedelta(seconds=i) for i in range(10)]
     assert [r[1] for r in rows] == [float(i) for i in range(10)]
+    # W3C trace context crossed the Kafka hop: the validated event continues the trace.
+    [validated] = await read_topic(kafka, "pdm.readings.validated.v1", idle_ms=800)
+    headers = {k: v.decode() for k, v in validated.headers}
+    assert headers["traceparent"].split("-")[1] == trace_id
+    assert [s["readings"]["t"] for s in json.loads(validated.value)["snapshots"]] == [
+        float(i) for i in range(10)
+    ]
+    metrics = ingest.metrics()
+    assert 'pdm_rows_written_total{service="ingest",table="readings"} 10.0' in metrics
+    assert (
+        'pdm_messages_total{outcome="ok",service="ingest",topic="pdm.readings.v1"} 10.0' in metrics
+    )
 
 
 POISON = {

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from pdm_common.delivery import Delivery
+from pdm_common.events import ReadingsValidated
 from pdm_ingest.handlers import validated_events
 from pdm_ingest.validation import InvalidReading, Limits, validate_message
 
@@ -111,7 +113,10 @@ def test_validated_events_group_by_asset_in_time_order_and_chunk():
         NOW,
         LIMITS,
     )
-    events = validated_events(snaps, chunk=2)
+    delivery = Delivery(
+        "pdm.readings.v1", 0, 5, None, b"", {"traceparent": "00-ab-cd-01", "x": "y"}, 0
+    )
+    events = validated_events([(delivery, snaps)], chunk=2)
     keys = [e.key for e in events]
     assert keys == [b"pump-001", b"pump-001", b"m"]
     first = json.loads(events[0].value)
@@ -119,3 +124,6 @@ def test_validated_events_group_by_asset_in_time_order_and_chunk():
     assert [s["ts"] for s in first["snapshots"]] == ["2026-11-24T11:59:01Z", "2026-11-24T11:59:02Z"]
     assert json.loads(events[2].value)["asset_type"] == "motor"
     assert {"event_id", "occurred_at", "schema_version"} <= first.keys()
+    assert events[0].headers["traceparent"] == "00-ab-cd-01" and "x" not in events[0].headers
+    # what ingest publishes is valid against its own contract
+    ReadingsValidated.model_validate_json(events[0].value)

@@ -24,7 +24,7 @@ from faststream.middlewares import AckPolicy
 from pdm_common import topics
 from pdm_common.delivery import Delivery, Outgoing, ReliableBatchHandler
 from pdm_common.settings import CommonSettings
-from pdm_common.telemetry import REGISTRY, configure_tracing, metrics
+from pdm_common.telemetry import REGISTRY, configure_tracing, continue_trace, metrics
 
 log = structlog.get_logger(__name__)
 
@@ -59,17 +59,19 @@ class BrokerPublisher:
         self.broker = broker
 
     async def publish_many(self, messages: Sequence[Outgoing]) -> None:
-        futures = [
-            await self.broker.publish(
-                m.value,
-                m.topic,
-                key=m.key,
-                headers=m.headers,
-                correlation_id=m.headers.get("correlation_id"),
-                no_confirm=True,
-            )
-            for m in messages
-        ]
+        futures = []
+        for m in messages:
+            with continue_trace(m.headers, f"{m.topic} publish"):
+                futures.append(
+                    await self.broker.publish(
+                        m.value,
+                        m.topic,
+                        key=m.key,
+                        headers=m.headers,
+                        correlation_id=m.headers.get("correlation_id"),
+                        no_confirm=True,
+                    )
+                )
         await asyncio.gather(*futures)
 
 

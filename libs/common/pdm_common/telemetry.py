@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import structlog
-from opentelemetry import trace
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+#: W3C trace-context headers: kept on derived messages so a trace continues across hops.
+TRACE_HEADERS = ("traceparent", "tracestate")
 
 
 class _Metrics:
@@ -116,6 +121,21 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
     root.handlers = [handler]
     root.setLevel(level.upper())
     structlog.contextvars.bind_contextvars(service=service)
+
+
+@contextmanager
+def continue_trace(headers: dict[str, str], name: str) -> Iterator[None]:
+    """Run the block in a producer span parented on the message's W3C trace context, if any.
+
+    A batch consumer's own span only *links* the messages it consumed (OpenTelemetry's batch
+    convention); a message derived from one input message should continue that message's trace.
+    """
+    if "traceparent" not in headers:
+        yield
+        return
+    ctx = propagate.extract({k: headers[k] for k in TRACE_HEADERS if k in headers})
+    with trace.get_tracer("pdm").start_as_current_span(name, context=ctx, kind=SpanKind.PRODUCER):
+        yield
 
 
 def configure_tracing(service: str, exporter: str = "none") -> trace.TracerProvider:

@@ -28,7 +28,7 @@ from pdm_common.delivery import (
     TransientError,
 )
 from pdm_common.events import ReadingSnapshot, ReadingsValidated, ValidatedSnapshot
-from pdm_common.telemetry import metrics
+from pdm_common.telemetry import TRACE_HEADERS, metrics
 from pdm_ingest.settings import IngestSettings
 from pdm_ingest.storage import ReadingStore, WriteResult
 from pdm_ingest.validation import Limits, validate_message
@@ -50,22 +50,33 @@ def limits_from(settings: IngestSettings, max_message_bytes: int) -> Limits:
     )
 
 
-def validated_events(snapshots: Sequence[ReadingSnapshot], chunk: int) -> list[Outgoing]:
-    """One `ReadingsValidated` per asset (time-ordered, chunked), keyed by asset id."""
+def validated_events(items: Sequence[Item], chunk: int) -> list[Outgoing]:
+    """One `ReadingsValidated` per asset (time-ordered, chunked), keyed by asset id.
+
+    Each event carries the W3C trace context of the first message that brought readings of
+    its asset, so the trace continues across this hop (the publisher parents its span there).
+    Input is validated already, hence `model_construct` (no second validation on the hot path).
+    """
     by_asset: dict[str, list[ReadingSnapshot]] = defaultdict(list)
-    for snap in snapshots:
-        by_asset[snap.asset_id].append(snap)
+    trace_of: dict[str, dict[str, str]] = {}
+    for delivery, snaps in items:
+        for snap in snaps:
+            by_asset[snap.asset_id].append(snap)
+            if snap.asset_id not in trace_of:
+                trace_of[snap.asset_id] = {
+                    k: v for k, v in delivery.headers.items() if k in TRACE_HEADERS
+                }
     out = []
     for asset_id, snaps in by_asset.items():
         snaps.sort(key=lambda s: s.ts)
         asset_type = next((s.asset_type for s in snaps if s.asset_type), None)
         for start in range(0, len(snaps), chunk):
-            event = ReadingsValidated(
+            event = ReadingsValidated.model_construct(
                 source=SERVICE,
                 asset_id=asset_id,
                 asset_type=asset_type,
                 snapshots=[
-                    ValidatedSnapshot(ts=s.ts, readings=s.readings)
+                    ValidatedSnapshot.model_construct(ts=s.ts, readings=s.readings)
                     for s in snaps[start : start + chunk]
                 ],
             )
@@ -74,7 +85,8 @@ def validated_events(snapshots: Sequence[ReadingSnapshot], chunk: int) -> list[O
                     topics.READINGS_VALIDATED,
                     event.to_json(),
                     asset_id.encode(),
-                    {"content-type": "application/json", "event_type": event.event_type},
+                    {"content-type": "application/json", "event_type": event.event_type}
+                    | trace_of[asset_id],
                 )
             )
     return out
@@ -117,7 +129,7 @@ class IngestProcessor:
             failures += refused
         else:
             self._count(result)
-        await self._announce([s for _, snaps in accepted for s in snaps])
+        await self._announce(accepted)
         return failures
 
     async def _reject_unknown(self, items: list[Item]) -> tuple[list[Item], list[Failure]]:
@@ -175,12 +187,12 @@ class IngestProcessor:
                 ) from exc
             raise TransientError(f"database: {text}", reason="database_transient") from exc
 
-    async def _announce(self, snapshots: list[ReadingSnapshot]) -> None:
-        if not snapshots:
+    async def _announce(self, items: list[Item]) -> None:
+        if not items:
             return
         try:
             await self.publisher.publish_many(
-                validated_events(snapshots, self.settings.validated_chunk)
+                validated_events(items, self.settings.validated_chunk)
             )
         except Exception as exc:  # stored already; redoing the batch is idempotent
             raise DependencyUnavailable(f"cannot publish validated readings: {exc!r}") from exc
