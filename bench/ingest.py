@@ -203,6 +203,8 @@ def main() -> None:
         expected = len(msgs) * args.sensors
         cpu_before = proc_status(ingest.pid)["cpu_s"]
         pg_cpu_before = postgres_cpu(str(state))
+        broker_cpu_before = proc_status(broker.pid)["cpu_s"]
+        bench_cpu_before = time.process_time()
         t0 = time.perf_counter()
         publish_s = asyncio.run(publish(bootstrap, msgs))
         print(f"published in {publish_s:.2f}s ({len(msgs) / publish_s:,.0f} msg/s)", flush=True)
@@ -226,6 +228,9 @@ def main() -> None:
                 "SELECT count(*) FROM readings WHERE asset_id LIKE 'bench-%'"
             ).fetchone()[0]  # type: ignore[index]
         usage = proc_status(ingest.pid)
+        final = scrape(port)
+        batches = metric(final, 'pdm_batch_size_count{service="ingest",topic="pdm.readings.v1"}')
+        batch_msgs = metric(final, 'pdm_batch_size_sum{service="ingest",topic="pdm.readings.v1"}')
         result = {
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -240,6 +245,10 @@ def main() -> None:
             "peak_rss_mib": usage["peak_rss_mib"],
             "ingest_cpu_s": round(usage["cpu_s"] - cpu_before, 2),
             "postgres_cpu_s": round(postgres_cpu(str(state)) - pg_cpu_before, 2),
+            "broker_cpu_s": round(proc_status(broker.pid)["cpu_s"] - broker_cpu_before, 2),
+            "bench_publisher_cpu_s": round(time.process_time() - bench_cpu_before, 2),
+            "batches": int(batches),
+            "mean_batch_messages": round(batch_msgs / max(batches, 1)),
             "max_lag_messages": max(s[1] for s in lag_samples),
             "lag_over_time": lag_samples[:: max(1, len(lag_samples) // 20)],
         }

@@ -66,6 +66,8 @@ DELIVERY_HEADERS = frozenset(
     }
 )
 MAX_ERROR_TEXT = 2000
+#: Messages decoded between two yields to the event loop (see `ReliableBatchHandler.prepare`).
+DECODE_SLICE = 256
 
 
 class DeliveryError(Exception):
@@ -226,6 +228,15 @@ class RetryPolicy:
 
 
 @dataclass(slots=True)
+class Prepared(Generic[T]):
+    """A batch after decoding: what decoded, and what already failed."""
+
+    deliveries: list[Delivery]
+    decoded: list[tuple[Delivery, T]] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class BatchReport:
     """What happened to one batch (for logs, metrics and tests)."""
 
@@ -304,22 +315,41 @@ class ReliableBatchHandler(Generic[T]):
         self._on_pause = on_pause or (lambda paused: None)
 
     async def handle(self, deliveries: Sequence[Delivery]) -> BatchReport:
-        report = BatchReport()
+        """Decode, process, route failures; returns once every side effect is durable."""
+        return await self.finish(await self.prepare(deliveries))
+
+    async def prepare(self, deliveries: Sequence[Delivery]) -> Prepared[T]:
+        """The CPU part (decode and validate), separate so a pipeline can overlap it with
+        the previous batch's I/O. Waits for retry-topic not-before times first."""
+        prepared: Prepared[T] = Prepared(list(deliveries))
         if not deliveries:
-            return report
+            return prepared
         await self._wait_not_before(deliveries)
-        decoded: list[tuple[Delivery, T]] = []
-        failures: list[Failure] = []
-        for delivery in deliveries:
+        for i, delivery in enumerate(deliveries):
+            if i % DECODE_SLICE == DECODE_SLICE - 1:
+                # Let the previous batch's I/O task run between slices: its database round
+                # trips then overlap with this decoding instead of queueing behind it.
+                await asyncio.sleep(0)
             try:
-                decoded.append((delivery, self.processor.decode(delivery)))
+                prepared.decoded.append((delivery, self.processor.decode(delivery)))
             except DeliveryError as exc:
-                failures.append(Failure(delivery, exc))
+                prepared.failures.append(Failure(delivery, exc))
             except Exception as exc:  # a decoder bug must not lose the message either
                 log.exception("decode crashed", topic=delivery.topic, offset=delivery.offset)
-                failures.append(Failure(delivery, PermanentError(f"decoder crashed: {exc!r}")))
-        if decoded:
-            failures += await self._process_with_retries(decoded, report)
+                prepared.failures.append(
+                    Failure(delivery, PermanentError(f"decoder crashed: {exc!r}"))
+                )
+        return prepared
+
+    async def finish(self, prepared: Prepared[T]) -> BatchReport:
+        """The I/O part: process with retries/pauses, publish retry/DLQ messages, count."""
+        report = BatchReport()
+        deliveries = prepared.deliveries
+        if not deliveries:
+            return report
+        failures = list(prepared.failures)
+        if prepared.decoded:
+            failures += await self._process_with_retries(prepared.decoded, report)
         outgoing = [self._route(f, report) for f in failures]
         await self._publish_until_acked(outgoing, report)
         report.processed = len(deliveries) - report.dead_lettered - report.retried

@@ -100,6 +100,7 @@ def make_service_app(
     *,
     readiness: dict[str, ReadinessCheck],
     on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
+    on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
     after_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> AsgiFastStream:
     checks = {"broker": lambda: ping_broker(broker), **readiness}
@@ -112,6 +113,7 @@ def make_service_app(
             ("/asyncapi.json", asyncapi_app()),
         ],
         on_startup=list(on_startup),
+        on_shutdown=list(on_shutdown),
         after_shutdown=list(after_shutdown),
     )
 
