@@ -75,58 +75,37 @@ class BrokerPublisher:
         await asyncio.gather(*futures)
 
 
-class BatchPipeline:
-    """Overlaps decoding of batch N+1 with the I/O of batch N, one batch in flight at most.
+async def handle_and_commit(
+    handler: ReliableBatchHandler[Any], topic: str, consumer: Any, records: Sequence[Any]
+) -> None:
+    """Handle one fetched batch, then commit exactly its offsets, per partition.
 
-    FastStream calls `submit` once per fetched batch and fetches the next one when it returns.
-    `submit` decodes (CPU), waits for the previous batch to be fully done, then starts this
-    batch's I/O in a task and returns; so PostgreSQL inserts batch N on one core while Python
-    parses batch N+1 on the other. Offsets are committed explicitly, per partition, up to the
-    last record of a batch whose side effects are durable: never past an unfinished one.
-    While a dependency is down the in-flight batch pauses, `submit` waits on it, and nothing
-    more is fetched (backpressure); at most two batches are in memory.
+    Serial on purpose: a pipelined variant (decode batch N+1 while batch N is written) was
+    measured and gained nothing, because the database insert is the bottleneck
+    (docs/benchmarks.md). Explicit offsets, rather than the consumer's positions, keep the
+    commit tied to the records whose side effects are durable.
     """
-
-    def __init__(self, handler: ReliableBatchHandler[Any], topic: str) -> None:
-        self.handler = handler
-        self.topic = topic
-        self._inflight: asyncio.Task[None] | None = None
-
-    async def submit(self, consumer: Any, records: Sequence[Any]) -> None:
-        started = time.perf_counter()
-        prepared = await self.handler.prepare([Delivery.from_record(r) for r in records])
-        await self.drain()
-        self._inflight = asyncio.create_task(self._finish(consumer, records, prepared, started))
-
-    async def drain(self) -> None:
-        """Wait until the in-flight batch is stored and committed (also used at shutdown)."""
-        task, self._inflight = self._inflight, None
-        if task is not None:
-            await task
-
-    async def _finish(
-        self, consumer: Any, records: Sequence[Any], prepared: Any, started: float
-    ) -> None:
-        report = await self.handler.finish(prepared)
-        offsets: dict[TopicPartition, int] = {}
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
-            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
-        try:
-            await consumer.commit(offsets)
-        except Exception as exc:  # e.g. rebalance: the new owner gets a redelivery
-            log.warning("offset commit failed; batch will be redelivered", error=repr(exc))
-        service = self.handler.service
-        metrics.batch_seconds.labels(service, self.topic).observe(time.perf_counter() - started)
-        metrics.batch_size.labels(service, self.topic).observe(len(records))
-        _record_lag(consumer, records, service)
-        log.debug(
-            "batch handled",
-            topic=self.topic,
-            size=len(records),
-            dlq=report.dead_lettered,
-            retry=report.retried,
-        )
+    started = time.perf_counter()
+    report = await handler.handle([Delivery.from_record(r) for r in records])
+    offsets: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+    try:
+        await consumer.commit(offsets)
+    except Exception as exc:  # e.g. rebalance: the new owner gets a redelivery
+        log.warning("offset commit failed; batch will be redelivered", error=repr(exc))
+    service = handler.service
+    metrics.batch_seconds.labels(service, topic).observe(time.perf_counter() - started)
+    metrics.batch_size.labels(service, topic).observe(len(records))
+    _record_lag(consumer, records, service)
+    log.debug(
+        "batch handled",
+        topic=topic,
+        size=len(records),
+        dlq=report.dead_lettered,
+        retry=report.retried,
+    )
 
 
 def subscribe_reliably(
@@ -140,20 +119,17 @@ def subscribe_reliably(
     session_timeout_ms: int = 10_000,
     heartbeat_interval_ms: int = 3_000,
     max_poll_interval_ms: int = 60 * 60 * 1000,
-) -> list[BatchPipeline]:
+) -> None:
     """Subscribe `handler` to `topic` and to its `.retry` companion (a separate group).
 
-    Returns the pipelines so the service can `drain()` them at shutdown. `max_poll_interval_ms`
-    is long on purpose: while the database is down the handler pauses inside the batch
-    (backpressure), and the consumer must keep its partitions meanwhile.
+    `max_poll_interval_ms` is long on purpose: while the database is down the handler pauses
+    inside the batch (backpressure), and the consumer must keep its partitions meanwhile.
     """
-    pipelines = []
     for name, group in ((topic, group_id), (topics.retry_topic(topic), f"{group_id}.retry")):
-        pipeline = BatchPipeline(handler, name)
         _subscribe(
             broker,
             name,
-            pipeline,
+            handler,
             group_id=group,
             settings=settings,
             max_records=max_records,
@@ -161,14 +137,12 @@ def subscribe_reliably(
             heartbeat_interval_ms=heartbeat_interval_ms,
             max_poll_interval_ms=max_poll_interval_ms,
         )
-        pipelines.append(pipeline)
-    return pipelines
 
 
 def _subscribe(
     broker: KafkaBroker,
     topic: str,
-    pipeline: BatchPipeline,
+    handler: ReliableBatchHandler[Any],
     *,
     group_id: str,
     settings: CommonSettings,
@@ -195,11 +169,12 @@ def _subscribe(
         session_timeout_ms=session_timeout_ms,
         heartbeat_interval_ms=heartbeat_interval_ms,
         max_poll_interval_ms=max_poll_interval_ms,
-        title=f"{pipeline.handler.service}:{topic}",
+        title=f"{handler.service}:{topic}",
     )
     async def consume(body: list[bytes], msg: KafkaMessage) -> None:
         records = msg.raw_message
-        await pipeline.submit(msg.consumer, records if isinstance(records, tuple) else (records,))
+        batch = records if isinstance(records, tuple) else (records,)
+        await handle_and_commit(handler, topic, msg.consumer, batch)
 
 
 def _record_lag(consumer: Any, records: Sequence[Any], service: str) -> None:

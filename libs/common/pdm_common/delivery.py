@@ -66,8 +66,6 @@ DELIVERY_HEADERS = frozenset(
     }
 )
 MAX_ERROR_TEXT = 2000
-#: Messages decoded between two yields to the event loop (see `ReliableBatchHandler.prepare`).
-DECODE_SLICE = 256
 
 
 class DeliveryError(Exception):
@@ -319,17 +317,12 @@ class ReliableBatchHandler(Generic[T]):
         return await self.finish(await self.prepare(deliveries))
 
     async def prepare(self, deliveries: Sequence[Delivery]) -> Prepared[T]:
-        """The CPU part (decode and validate), separate so a pipeline can overlap it with
-        the previous batch's I/O. Waits for retry-topic not-before times first."""
+        """The CPU part: wait for retry-topic not-before times, then decode and validate."""
         prepared: Prepared[T] = Prepared(list(deliveries))
         if not deliveries:
             return prepared
         await self._wait_not_before(deliveries)
-        for i, delivery in enumerate(deliveries):
-            if i % DECODE_SLICE == DECODE_SLICE - 1:
-                # Let the previous batch's I/O task run between slices: its database round
-                # trips then overlap with this decoding instead of queueing behind it.
-                await asyncio.sleep(0)
+        for delivery in deliveries:
             try:
                 prepared.decoded.append((delivery, self.processor.decode(delivery)))
             except DeliveryError as exc:

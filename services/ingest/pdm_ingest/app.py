@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 from faststream.asgi import AsgiFastStream
 
 from pdm_common import topics
@@ -17,8 +14,6 @@ from pdm_common.telemetry import configure_logging
 from pdm_ingest.handlers import SERVICE, IngestProcessor
 from pdm_ingest.settings import IngestSettings
 from pdm_ingest.storage import ReadingStore
-
-SHUTDOWN_DRAIN_S = 10.0
 
 
 def create_app(
@@ -39,7 +34,7 @@ def create_app(
         policy=RetryPolicy.from_settings(common),
         on_pause=paused,
     )
-    pipelines = subscribe_reliably(
+    subscribe_reliably(
         broker,
         topics.READINGS,
         handler,
@@ -64,14 +59,6 @@ def create_app(
             statement_timeout_ms=common.database_statement_timeout_ms,
         )
 
-    async def drain() -> None:
-        # Finish (store + commit) the batch in flight before the broker stops; bounded, since
-        # a paused batch (database down) would wait forever: uncommitted means redelivered.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(SHUTDOWN_DRAIN_S):
-                for pipeline in pipelines:
-                    await pipeline.drain()
-
     async def close_pool() -> None:
         if store.pool is not None:
             await store.pool.close()
@@ -81,6 +68,5 @@ def create_app(
         SERVICE,
         readiness={"database": store.schema_ready, "consumer": paused.check},
         on_startup=[create_topics, open_pool],
-        on_shutdown=[drain],
         after_shutdown=[close_pool],
     )
