@@ -186,7 +186,7 @@ async def test_kill_9_mid_stream_then_restart_stores_everything_once(kafka, db_u
 
 @pytest.mark.slow
 async def test_database_down_30s_pauses_and_loses_nothing(kafka, db_url, start_ingest, postgres):
-    ingest = start_ingest(PDM_RETRY_BACKOFF_MAX_S="2")
+    ingest = start_ingest()  # default pause step (5 s) applies
     first = snapshots(["db-a", "db-b"], 500, sensors=4)
     await publish(kafka, first)
     wait_rows(db_url, 4_000, 60, ingest)

@@ -224,3 +224,9 @@ def test_backoff_is_bounded_and_grows(attempt: int):
         delay = POLICY.backoff(attempt)
         ceiling = min(POLICY.backoff_max_s, POLICY.backoff_initial_s * 2**attempt)
         assert ceiling / 2 <= delay <= ceiling
+
+
+def test_pause_step_is_capped_low_so_a_consumer_resumes_soon():
+    policy = RetryPolicy(backoff_initial_s=1.0, backoff_max_s=60.0, pause_max_s=2.0)
+    assert all(policy.pause_delay(n) <= 2.0 for n in range(1, 100))
+    assert policy.pause_delay(1) >= 1.0  # still backs off: no hot loop against a dead server

@@ -200,6 +200,7 @@ class RetryPolicy:
     topic_attempts: int = 5
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 30.0
+    pause_max_s: float = 5.0
     max_value_bytes: int = 1_048_576
 
     @classmethod
@@ -209,6 +210,7 @@ class RetryPolicy:
             topic_attempts=settings.retry_topic_attempts,
             backoff_initial_s=settings.retry_backoff_initial_s,
             backoff_max_s=settings.retry_backoff_max_s,
+            pause_max_s=settings.retry_pause_max_s,
             max_value_bytes=settings.kafka_max_message_bytes,
         )
 
@@ -216,6 +218,10 @@ class RetryPolicy:
         """Exponential back-off with equal jitter for the `attempt`-th retry (0-based)."""
         ceiling = min(self.backoff_max_s, self.backoff_initial_s * (2**attempt))
         return (rng or random).uniform(ceiling / 2, ceiling)
+
+    def pause_delay(self, pauses: int) -> float:
+        """Wait before re-checking a dependency that is down: grows, capped low to resume fast."""
+        return min(self.pause_max_s, self.backoff(min(pauses, 30)))
 
     def topic_delay(self, attempt: int) -> float:
         """Delay before the `attempt`-th delivery through the retry topic (1-based)."""
@@ -373,7 +379,7 @@ class ReliableBatchHandler(Generic[T]):
                 pauses += 1
                 report.pauses += 1
                 self._on_pause(True)
-                delay = self.policy.backoff(min(pauses, 30))
+                delay = self.policy.pause_delay(pauses)
                 log.warning(
                     "dependency unavailable: consumer paused, nothing committed",
                     error=str(exc),
@@ -436,7 +442,7 @@ class ReliableBatchHandler(Generic[T]):
             except Exception as exc:
                 pauses += 1
                 report.pauses += 1
-                delay = self.policy.backoff(min(pauses, 30))
+                delay = self.policy.pause_delay(pauses)
                 log.warning(
                     "cannot publish to retry/DLQ topic; pausing",
                     error=repr(exc),

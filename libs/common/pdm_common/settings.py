@@ -69,11 +69,12 @@ class CommonSettings(BaseSettings):
     retry_backoff_initial_s: float = Field(
         0.2, gt=0, description="First back-off delay; doubles per attempt, with jitter."
     )
-    retry_backoff_max_s: float = Field(
-        30.0,
+    retry_backoff_max_s: float = Field(30.0, gt=0, description="Cap of the back-off delay.")
+    retry_pause_max_s: float = Field(
+        5.0,
         gt=0,
-        description="Cap of the back-off delay (also the pause step while the "
-        "database is unreachable).",
+        description="Longest wait between two checks while a consumer is paused because the "
+        "database or broker is down (how soon it resumes after they are back).",
     )
     log_level: str = Field("INFO", description="Log level of every service.")
     log_format: Literal["json", "console"] = Field(
