@@ -24,6 +24,7 @@ import typer
 
 from pdm_common import topics
 from pdm_common.settings import STATE_DIR, CommonSettings
+from pdm_common.stack.processes import free_port, port_is_free
 
 #: Services that exist so far: (name, module, port variable, default port).
 SERVICES = (("ingest", "pdm_ingest", "PDM_INGEST_HTTP_PORT", 8001),)
@@ -70,6 +71,23 @@ async def demo_gateway(bootstrap: str, assets: int, rate_hz: float, stop: asynci
         await producer.stop()
 
 
+def _ready(ports: dict[str, int]) -> dict[str, str]:
+    """Each service's /ready answer, for the status line."""
+    import urllib.error
+    import urllib.request
+
+    out = {}
+    for name, port in ports.items():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1):
+                out[name] = "ready"
+        except urllib.error.HTTPError:
+            out[name] = "NOT READY"
+        except OSError:
+            out[name] = "starting"
+    return out
+
+
 def _count_rows(database_url: str) -> int | None:
     import psycopg
 
@@ -99,8 +117,12 @@ def run(stop_stack: bool = False, demo_assets: int = 5, demo_rate_hz: float = 1.
     logs = STATE_DIR / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
-    for name, module, port_var, port in SERVICES:
-        port = int(env.get(port_var, port))
+    ports: dict[str, int] = {}
+    for name, module, port_var, default_port in SERVICES:
+        port = int(env.get(port_var, 0)) or (
+            default_port if port_is_free(default_port) else free_port()
+        )
+        ports[name] = port
         log = (logs / f"{name}.log").open("ab")
         child = subprocess.Popen(
             [sys.executable, "-m", module], env=env | {port_var: str(port)}, stdout=log, stderr=log
@@ -121,7 +143,7 @@ def run(stop_stack: bool = False, demo_assets: int = 5, demo_rate_hz: float = 1.
         "   dead letters:  .venv/bin/pdm dlq list pdm.readings.v1\n"
         "   Ctrl-C stops the services (the stack stays up: `pdm stack down`)."
     )
-    asyncio.run(_watch(settings, children, demo_assets, demo_rate_hz))
+    asyncio.run(_watch(settings, children, ports, demo_assets, demo_rate_hz))
     for _, child in children:
         child.send_signal(signal.SIGTERM)
     for name, child in children:
@@ -137,6 +159,7 @@ def run(stop_stack: bool = False, demo_assets: int = 5, demo_rate_hz: float = 1.
 async def _watch(
     settings: CommonSettings,
     children: list[tuple[str, subprocess.Popen[bytes]]],
+    ports: dict[str, int],
     demo_assets: int,
     demo_rate_hz: float,
 ) -> None:
@@ -157,5 +180,9 @@ async def _watch(
             stop.set()
             break
         rows = await asyncio.to_thread(_count_rows, settings.database_url)
-        typer.echo(f"   [{time.monotonic() - started:6.0f}s] readings stored: {rows}")
+        ready = await asyncio.to_thread(_ready, ports)
+        typer.echo(
+            f"   [{time.monotonic() - started:6.0f}s] readings stored: {rows}   "
+            + "  ".join(f"{name}: {state}" for name, state in ready.items())
+        )
     await gateway
