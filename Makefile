@@ -26,6 +26,8 @@ run: install
 
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy libs/common/pdm_common services
 	$(BIN)/python -m pytest -ra
 
 test-unit: install

@@ -420,11 +420,13 @@ class ReliableBatchHandler(Generic[T]):
                 reason=error.reason,
                 error=str(error)[:300],
                 dlq=out.topic,
+                correlation_id=d.headers.get("correlation_id"),
             )
         else:
             report.retried += 1
             log.info(
                 "message sent to retry topic",
+                correlation_id=d.headers.get("correlation_id"),
                 topic=d.topic,
                 offset=d.offset,
                 attempt=out.headers[H_ATTEMPT],

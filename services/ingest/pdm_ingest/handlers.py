@@ -9,8 +9,9 @@ they have seen (documented on `ReadingsValidated`).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import psycopg
 import structlog
@@ -37,6 +38,7 @@ log = structlog.get_logger(__name__)
 SERVICE = "ingest"
 
 Item = tuple[Delivery, list[ReadingSnapshot]]
+R = TypeVar("R")
 
 
 def limits_from(settings: IngestSettings, max_message_bytes: int) -> Limits:
@@ -172,7 +174,7 @@ class IngestProcessor:
                 refused.append(Failure(delivery, exc))
         return stored, refused
 
-    async def _db(self, awaitable):  # type: ignore[no-untyped-def]
+    async def _db(self, awaitable: Awaitable[R]) -> R:
         """Map database errors to the delivery error that decides the batch's fate."""
         try:
             return await awaitable
