@@ -104,3 +104,67 @@ class ReadingsValidated(Envelope):
     asset_id: str
     asset_type: str | None = None
     snapshots: list[ValidatedSnapshot]
+
+
+Severity = Literal["info", "warning", "minor", "major", "critical"]
+SEVERITY_ORDER: tuple[Severity, ...] = ("info", "warning", "minor", "major", "critical")
+
+
+class AlarmEvent(Envelope):
+    """A change in an alarm's life, on `pdm.anomalies.v1` (key: asset id).
+
+    One alarm exists per (asset, condition) at a time; `alarm_id` names it across its events.
+    `reading_ts` is the time of the reading that caused the change (event time, not wall time).
+    """
+
+    event_type: Literal[
+        "alarm.opened", "alarm.escalated", "alarm.cleared", "alarm.acknowledged", "alarm.assigned"
+    ]
+    alarm_id: uuid.UUID
+    asset_id: str
+    asset_type: str | None = None
+    condition: str = Field(
+        description="e.g. `vibration:robust_z`, `temperature:limit`, `multivariate`"
+    )
+    severity: Severity
+    detector: str
+    score: float
+    threshold: float
+    contributors: dict[str, float] = Field(default_factory=dict)
+    model_name: str | None = None
+    model_version: str | None = None
+    reading_ts: AwareDatetime | None = None
+    opened_at: AwareDatetime
+    actor: str | None = Field(None, description="Who acknowledged or assigned (commands only).")
+    assignee: str | None = None
+    note: str | None = None
+
+
+class AlarmCommand(BaseModel):
+    """A request on `pdm.anomaly.commands.v1` (key: alarm id) to acknowledge or assign."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    alarm_id: uuid.UUID
+    action: Literal["acknowledge", "assign"]
+    actor: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    assignee: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    note: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class ModelAliasMoved(Envelope):
+    """On `pdm.models.v1` (key: model name): a registry alias now points at another version.
+
+    Serving processes reload `models:/<model_name>@<alias>` when they see it.
+    """
+
+    event_type: Literal["model.alias_moved"] = "model.alias_moved"
+    model_name: str
+    alias: str = "champion"
+    version: str
+    previous_version: str | None = None
+    task: str | None = None
+    asset_type: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    decision: str | None = Field(None, description="Why the alias moved (or did not).")

@@ -1,0 +1,1 @@
+"""Anomaly service: streaming detectors over validated readings, turned into alarms."""
