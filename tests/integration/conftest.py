@@ -14,7 +14,7 @@ import pytest
 
 from pdm_common.stack.processes import LOOPBACK, start_broker
 
-from .ingest_harness import IngestProcess
+from .harness import ServiceProcess
 
 
 @pytest.fixture
@@ -41,28 +41,38 @@ def migrated_database_url(database_url: str) -> str:
 
 @pytest.fixture
 def db_url(migrated_database_url: str) -> str:
-    """The migrated database with the ingest tables emptied before the test."""
+    """The migrated database with every service table emptied before the test."""
     with psycopg.connect(migrated_database_url) as conn:
-        conn.execute("TRUNCATE readings, assets")
+        conn.execute(
+            "TRUNCATE readings, assets, alarm_events, alarm_commands_applied, alarms CASCADE"
+        )
     return migrated_database_url
 
 
 @pytest.fixture
-def start_ingest(kafka: str, db_url: str, tmp_path: Path) -> Iterator[Callable[..., IngestProcess]]:
-    """Start `python -m pdm_ingest` with extra PDM_* variables; stopped after the test."""
-    started: list[IngestProcess] = []
+def start_service(
+    kafka: str, db_url: str, tmp_path: Path
+) -> Iterator[Callable[..., ServiceProcess]]:
+    """Start `python -m pdm_<name>` with extra PDM_* variables; all stopped after the test."""
+    started: list[ServiceProcess] = []
 
-    def start(**env: str) -> IngestProcess:
+    def start(name: str, **env: str) -> ServiceProcess:
         base = {
             "PDM_KAFKA_BOOTSTRAP": kafka,
             "PDM_DATABASE_URL": db_url,
             "PDM_KAFKA_PARTITIONS": "3",
             "PDM_RETRY_BACKOFF_MAX_S": "2",
         }
-        proc = IngestProcess(base | env, tmp_path / f"ingest-{len(started)}.log")
+        log = tmp_path / f"{name}-{len(started)}.log"
+        proc = ServiceProcess(name, base | env, log)
         started.append(proc)
         return proc.start()
 
     yield start
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture
+def start_ingest(start_service: Callable[..., ServiceProcess]) -> Callable[..., ServiceProcess]:
+    return lambda **env: start_service("ingest", **env)

@@ -89,12 +89,13 @@ def test_migrate_from_scratch_then_rerun_is_a_noop(fresh_db: str) -> None:
     messages: list[str] = []
     first = mig.migrate(fresh_db, SETTINGS, echo=messages.append)
     assert first.variant == "plain"
-    assert first.applied == ["0001_initial", "0002_readings_layout"]
+    assert first.applied == ["0001_initial", "0002_readings_layout", "0003_alarms"]
     assert any("storage branch: plain" in m for m in messages)
     recorded = _rows(fresh_db, "SELECT version, name, variant, applied_at FROM schema_migrations")
     assert [(v, n, var) for v, n, var, _ in sorted(recorded)] == [
         (1, "initial", "plain"),
         (2, "readings_layout", "plain"),
+        (3, "alarms", "plain"),
     ]
     tables = _rows(
         fresh_db,
@@ -116,6 +117,7 @@ def test_migrate_from_scratch_then_rerun_is_a_noop(fresh_db: str) -> None:
     assert [(r.name, r.state) for r in report.migrations] == [
         ("initial", "applied"),
         ("readings_layout", "applied"),
+        ("alarms", "applied"),
     ]
     assert report.recorded_variant == "plain"
     assert report.timescale_available is False
@@ -130,25 +132,25 @@ def test_changed_checksum_is_detected(fresh_db: str, tmp_path: Path) -> None:
     with pytest.raises(mig.MigrationError, match="0001_initial was changed after it was applied"):
         mig.migrate(fresh_db, SETTINGS, migrations=edited)
     states = {r.name: r.state for r in mig.status(fresh_db, migrations=edited).migrations}
-    assert states == {"initial": "changed", "readings_layout": "applied"}
+    assert states == {"initial": "changed", "readings_layout": "applied", "alarms": "applied"}
     assert _rows(fresh_db, "SELECT to_regclass('sneaky')") == [(None,)]
 
 
 def test_failing_migration_is_rolled_back_entirely(fresh_db: str, tmp_path: Path) -> None:
     directory = _copy_migrations(tmp_path)
-    (directory / "0003_broken.sql").write_text(
+    (directory / "0009_broken.sql").write_text(
         "CREATE TABLE half_done (id int);\nSELECT * FROM no_such_table;\n"
     )
-    with pytest.raises(mig.MigrationError, match="0003_broken failed and was rolled back"):
+    with pytest.raises(mig.MigrationError, match="0009_broken failed and was rolled back"):
         mig.migrate(fresh_db, SETTINGS, migrations=mig.load_migrations(directory))
-    assert _rows(fresh_db, "SELECT max(version) FROM schema_migrations") == [(2,)]
+    assert _rows(fresh_db, "SELECT max(version) FROM schema_migrations") == [(3,)]
     assert _rows(fresh_db, "SELECT to_regclass('half_done')") == [(None,)]
 
 
 def test_concurrent_migrate_runs_are_serialised(fresh_db: str, tmp_path: Path) -> None:
     directory = _copy_migrations(tmp_path)
     # A slow migration guarantees the runs overlap.
-    (directory / "0003_slow.sql").write_text(
+    (directory / "0009_slow.sql").write_text(
         "SELECT pg_sleep(0.5);\nCREATE TABLE slow_marker (id int);\n"
     )
     found = mig.load_migrations(directory)
@@ -162,9 +164,9 @@ def test_concurrent_migrate_runs_are_serialised(fresh_db: str, tmp_path: Path) -
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(run, range(4)))
     applied = sorted(label for r in results for label in r.applied)
-    assert applied == ["0001_initial", "0002_readings_layout", "0003_slow"]
+    assert applied == ["0001_initial", "0002_readings_layout", "0003_alarms", "0009_slow"]
     assert any("waiting for it to finish" in m for ms in messages for m in ms)
-    assert _rows(fresh_db, "SELECT count(*) FROM schema_migrations") == [(3,)]
+    assert _rows(fresh_db, "SELECT count(*) FROM schema_migrations") == [(4,)]
 
 
 def test_timescale_on_without_the_extension_fails_before_touching_anything(

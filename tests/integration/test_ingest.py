@@ -15,7 +15,7 @@ import pytest
 
 from pdm_common.dlq_cli import list_dead_letters, replay_dead_letters
 
-from .ingest_harness import count_rows, publish, read_topic, snapshots, wait_rows
+from .harness import count_rows, publish, read_topic, snapshots, wait_rows
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,13 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
 from pdm_common import topics
-from pdm_common.events import GatewayMessage, ReadingsValidated
+from pdm_common.events import (
+    AlarmCommand,
+    AlarmEvent,
+    GatewayMessage,
+    ModelAliasMoved,
+    ReadingsValidated,
+)
 
 DELIVERY_NOTE = (
     "Original key and value bytes; headers add pdm-error, pdm-error-type, pdm-reason, "
@@ -35,6 +41,20 @@ CONTRACT: dict[str, tuple[Any, str]] = {
         ReadingsValidated,
         "Readings of one asset that ingest stored durably; at-least-once (consumers ignore "
         "timestamps they have seen). Key: asset id.",
+    ),
+    topics.ANOMALIES: (
+        AlarmEvent,
+        "Alarm lifecycle events from the anomaly service (opened, escalated, cleared, "
+        "acknowledged, assigned); one alarm per (asset, condition). Key: asset id.",
+    ),
+    topics.ANOMALY_COMMANDS: (
+        AlarmCommand,
+        "Acknowledge or assign an alarm; applied once per command_id. Key: alarm id.",
+    ),
+    topics.MODELS: (
+        ModelAliasMoved,
+        "A registry alias (champion) moved to another model version; serving processes "
+        "reload. Key: model name.",
     ),
 }
 

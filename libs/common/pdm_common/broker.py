@@ -119,8 +119,12 @@ def subscribe_reliably(
     session_timeout_ms: int = 10_000,
     heartbeat_interval_ms: int = 3_000,
     max_poll_interval_ms: int = 60 * 60 * 1000,
+    listener: Any = None,
 ) -> None:
     """Subscribe `handler` to `topic` and to its `.retry` companion (a separate group).
+
+    `listener` (an aiokafka `ConsumerRebalanceListener`) is attached to the main topic, for
+    services that keep per-partition state.
 
     `max_poll_interval_ms` is long on purpose: while the database is down the handler pauses
     inside the batch (backpressure), and the consumer must keep its partitions meanwhile.
@@ -136,6 +140,7 @@ def subscribe_reliably(
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=heartbeat_interval_ms,
             max_poll_interval_ms=max_poll_interval_ms,
+            listener=listener if name == topic else None,
         )
 
 
@@ -150,6 +155,7 @@ def _subscribe(
     session_timeout_ms: int,
     heartbeat_interval_ms: int,
     max_poll_interval_ms: int,
+    listener: Any = None,
 ) -> None:
     async def raw_bodies(message: Any) -> Any:
         # Decoding is the processor's job, per message, so one poison message cannot fail
@@ -169,6 +175,7 @@ def _subscribe(
         session_timeout_ms=session_timeout_ms,
         heartbeat_interval_ms=heartbeat_interval_ms,
         max_poll_interval_ms=max_poll_interval_ms,
+        listener=listener,
         title=f"{handler.service}:{topic}",
     )
     async def consume(body: list[bytes], msg: KafkaMessage) -> None:

@@ -15,6 +15,7 @@ SETTINGS_CLASSES = (
     "pdm_common.settings:CommonSettings",
     "pdm_common.db.settings:StorageSettings",
     "pdm_ingest.settings:IngestSettings",
+    "pdm_anomaly.settings:AnomalySettings",
 )
 
 

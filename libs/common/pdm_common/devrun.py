@@ -27,7 +27,10 @@ from pdm_common.settings import STATE_DIR, CommonSettings
 from pdm_common.stack.processes import free_port, port_is_free
 
 #: Services that exist so far: (name, module, port variable, default port).
-SERVICES = (("ingest", "pdm_ingest", "PDM_INGEST_HTTP_PORT", 8001),)
+SERVICES = (
+    ("ingest", "pdm_ingest", "PDM_INGEST_HTTP_PORT", 8001),
+    ("anomaly", "pdm_anomaly", "PDM_ANOMALY_HTTP_PORT", 8002),
+)
 
 
 def _env_from_file(path: Path) -> dict[str, str]:

@@ -67,6 +67,18 @@ class _Metrics:
             ["service", "table"],
             registry=registry,
         )
+        self.alarm_events = Counter(
+            "pdm_alarm_events_total",
+            "Alarm events published, by type.",
+            ["service", "event_type"],
+            registry=registry,
+        )
+        self.warmup_readings = Counter(
+            "pdm_warmup_readings_total",
+            "Stored readings replayed into detectors to warm them up.",
+            ["service"],
+            registry=registry,
+        )
         self.rows_duplicate = Counter(
             "pdm_rows_duplicate_total",
             "Rows skipped because the natural key already existed.",

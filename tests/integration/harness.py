@@ -1,7 +1,7 @@
-"""Drive the real ingest service as a child process, publish like a gateway, read back.
+"""Drive real service processes, publish like a gateway, read back.
 
-The ingest service runs as `python -m pdm_ingest` (so `kill -9` is a real kill), against the
-real tansu broker and the real embedded PostgreSQL started by the fixtures.
+Services run as `python -m pdm_<name>` (so `kill -9` is a real kill), against the real tansu
+broker and the real embedded PostgreSQL started by the fixtures.
 """
 
 from __future__ import annotations
@@ -26,21 +26,21 @@ from pdm_common.stack.processes import die_with_parent_signal, free_port
 REPO = Path(__file__).resolve().parents[2]
 
 
-class IngestProcess:
-    """One ingest service process; `kill()` is SIGKILL, `start()` starts it again."""
+class ServiceProcess:
+    """One service process; `kill()` is SIGKILL, `start()` starts it again."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, name: str, env: dict[str, str], log_path: Path) -> None:
+        self.name = name
         self.port = free_port()
-        self.env = (
-            os.environ | env | {"PDM_INGEST_HTTP_PORT": str(self.port), "PDM_LOG_FORMAT": "json"}
-        )
+        port_var = f"PDM_{name.upper()}_HTTP_PORT"
+        self.env = os.environ | env | {port_var: str(self.port), "PDM_LOG_FORMAT": "json"}
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, wait_ready: bool = True) -> IngestProcess:
+    def start(self, wait_ready: bool = True) -> ServiceProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pdm_ingest"],
+            [sys.executable, "-m", f"pdm_{self.name}"],
             env=self.env,
             cwd=REPO,
             stdout=log,
@@ -48,7 +48,7 @@ class IngestProcess:
             preexec_fn=die_with_parent_signal,  # no orphan consumer if pytest is killed
         )
         if wait_ready:
-            self.wait_until(lambda: self.probe("/ready") == 200, 60, "ingest /ready")
+            self.wait_until(lambda: self.probe("/ready") == 200, 60, f"{self.name} /ready")
         return self
 
     def probe(self, path: str) -> int | None:
@@ -81,11 +81,13 @@ class IngestProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"ingest exited ({self.proc.returncode}); log:\n{self.tail()}")
+                raise AssertionError(
+                    f"{self.name} exited ({self.proc.returncode}); log:\n{self.tail()}"
+                )
             if cond():
                 return
             time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what}; ingest log:\n{self.tail()}")
+        raise AssertionError(f"timed out waiting for {what}; {self.name} log:\n{self.tail()}")
 
     def tail(self, lines: int = 40) -> str:
         try:
@@ -167,7 +169,7 @@ def count_rows(database_url: str, where: str = "TRUE", params: Sequence[object] 
 
 
 def wait_rows(
-    database_url: str, expected: int, timeout: float, ingest: IngestProcess | None = None
+    database_url: str, expected: int, timeout: float, ingest: ServiceProcess | None = None
 ) -> int:
     deadline = time.monotonic() + timeout
     n = -1

@@ -1,0 +1,241 @@
+"""Batch processors of the anomaly service.
+
+Readings: validated events are scored per (asset, sensor) in reading-time order; scores feed
+the alarm book; alarm changes and their events are committed together (outbox), then the
+events are published, then (by the caller) offsets are committed. Commands: acknowledge and
+assign, applied once per command id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+import psycopg
+import structlog
+from psycopg_pool import PoolTimeout
+from pydantic import ValidationError
+
+from pdm_anomaly.alarms import AlarmBook, AlarmChange
+from pdm_anomaly.detectors.limits import Limit
+from pdm_anomaly.state import AssetState, SnapshotModel, StreamingDetector, evaluate, warm_up
+from pdm_anomaly.storage import SERVICE, AlarmStore, UnknownAlarm
+from pdm_common import topics
+from pdm_common.db.pool import classify_db_error
+from pdm_common.delivery import (
+    Delivery,
+    DependencyUnavailable,
+    Failure,
+    Outgoing,
+    PermanentError,
+    Publisher,
+    TransientError,
+)
+from pdm_common.events import AlarmCommand, AlarmEvent, ReadingsValidated
+from pdm_common.telemetry import TRACE_HEADERS, metrics
+
+log = structlog.get_logger(__name__)
+R = TypeVar("R")
+
+#: Most asset states kept; past it the least recently used are dropped (and warmed up again).
+MAX_ASSETS = 100_000
+
+
+def describe(exc: ValidationError) -> str:
+    err = exc.errors(include_url=False)[0]
+    return ".".join(str(p) for p in err["loc"]) + ": " + err["msg"]
+
+
+async def db_call(awaitable: Awaitable[R]) -> R:
+    """Database errors as the delivery errors that decide a batch's fate."""
+    try:
+        return await awaitable
+    except (psycopg.Error, PoolTimeout, OSError) as exc:
+        kind = classify_db_error(exc)
+        text = f"{type(exc).__name__}: {exc}".strip()
+        if kind == "unavailable":
+            raise DependencyUnavailable(f"database unavailable: {text}") from exc
+        if kind == "permanent":
+            raise PermanentError(
+                f"database refused: {text}", reason="rejected_by_database"
+            ) from exc
+        raise TransientError(f"database: {text}", reason="database_transient") from exc
+
+
+def outgoing(
+    events: Sequence[AlarmEvent], trace: Mapping[str, Mapping[str, str]]
+) -> list[Outgoing]:
+    return [
+        Outgoing(
+            topics.ANOMALIES,
+            e.to_json(),
+            e.asset_id.encode(),
+            {"content-type": "application/json", "event_type": e.event_type}
+            | dict(trace.get(e.asset_id, {})),
+        )
+        for e in events
+    ]
+
+
+class EventPublisher:
+    """Publishes outbox events and stamps them; a failure pauses (events stay queued)."""
+
+    def __init__(self, store: AlarmStore, publisher: Publisher) -> None:
+        self.store = store
+        self.publisher = publisher
+
+    async def publish(
+        self, events: Sequence[AlarmEvent], trace: Mapping[str, Mapping[str, str]] | None = None
+    ) -> None:
+        if not events:
+            return
+        try:
+            await self.publisher.publish_many(outgoing(events, trace or {}))
+        except Exception as exc:
+            raise DependencyUnavailable(f"cannot publish alarm events: {exc!r}") from exc
+        await db_call(self.store.mark_published([e.event_id for e in events]))
+        for e in events:
+            metrics.alarm_events.labels(SERVICE, e.event_type).inc()
+
+    async def flush_outbox(self) -> int:
+        """Publish events a crash left unpublished (start-up)."""
+        pending = await db_call(self.store.unpublished())
+        await self.publish(pending)
+        return len(pending)
+
+
+class ReadingsProcessor:
+    """`delivery.BatchProcessor` for `pdm.readings.validated.v1`."""
+
+    def __init__(
+        self,
+        store: AlarmStore,
+        events: EventPublisher,
+        book: AlarmBook,
+        *,
+        make_detector: Callable[[str], StreamingDetector],
+        limits: Mapping[str, Mapping[str, Limit]],
+        models: Callable[[str | None], SnapshotModel | None] = lambda _t: None,
+        warmup: timedelta = timedelta(hours=1),
+    ) -> None:
+        self.store = store
+        self.events = events
+        self.book = book
+        self.make_detector = make_detector
+        self.limits = limits
+        self.models = models
+        self.warmup = warmup
+        self.assets: dict[str, AssetState] = {}
+
+    def decode(self, delivery: Delivery) -> ReadingsValidated:
+        try:
+            return ReadingsValidated.model_validate_json(delivery.value)
+        except ValidationError as exc:
+            raise PermanentError(describe(exc), reason="invalid") from None
+
+    async def process(self, items: Sequence[tuple[Delivery, ReadingsValidated]]) -> list[Failure]:
+        await self._warm_up_new_assets(items)
+        changes: list[AlarmChange] = []
+        trace: dict[str, dict[str, str]] = {}
+        for delivery, event in items:
+            state = self.assets[event.asset_id]
+            state.partition = delivery.partition
+            if event.asset_type:
+                state.asset_type = event.asset_type
+            limits = self.limits.get(state.asset_type or "", {})
+            model = self.models(state.asset_type)
+            for snap in event.snapshots:
+                ts = snap.ts.timestamp()
+                for condition, score in evaluate(
+                    state,
+                    ts,
+                    snap.readings,
+                    make_detector=self.make_detector,
+                    limits=limits,
+                    model=model,
+                ):
+                    change = self.book.observe(
+                        event.asset_id, condition, score, snap.ts, state.asset_type
+                    )
+                    if change is not None:
+                        changes.append(change)
+                        trace.setdefault(
+                            event.asset_id,
+                            {k: v for k, v in delivery.headers.items() if k in TRACE_HEADERS},
+                        )
+        touched = self.book.take_touched()
+        if changes or touched:
+            recorded = await db_call(self.store.record(changes, touched))
+            await self.events.publish(recorded, trace)
+        return []
+
+    async def _warm_up_new_assets(
+        self, items: Sequence[tuple[Delivery, ReadingsValidated]]
+    ) -> None:
+        first: dict[str, datetime] = {}
+        for _, event in items:
+            if event.asset_id not in self.assets and event.snapshots:
+                ts = min(s.ts for s in event.snapshots)
+                first[event.asset_id] = min(ts, first.get(event.asset_id, ts))
+        if not first:
+            return
+        history, open_alarms = await db_call(self.store.warm_up_data(first, self.warmup))
+        if len(self.assets) + len(first) > MAX_ASSETS:
+            self._evict(len(first))
+        for asset_id in first:
+            state = self.assets[asset_id] = AssetState()
+            n = warm_up(state, history.get(asset_id, ()), self.make_detector)
+            metrics.warmup_readings.labels(SERVICE).inc(n)
+        self.book.restore(open_alarms)
+        log.info("assets warmed up", assets=len(first), open_alarms=len(open_alarms))
+
+    def _evict(self, room: int) -> None:
+        for asset_id in list(self.assets)[: room + len(self.assets) - MAX_ASSETS]:
+            del self.assets[asset_id]
+            self.book.forget_asset(asset_id)
+
+    def forget_partitions(self, partitions: set[int]) -> None:
+        """Partitions moved to another consumer: drop their assets' state (re-warmed if back)."""
+        for asset_id in [a for a, s in self.assets.items() if s.partition in partitions]:
+            del self.assets[asset_id]
+            self.book.forget_asset(asset_id)
+
+
+class CommandsProcessor:
+    """`delivery.BatchProcessor` for `pdm.anomaly.commands.v1` (acknowledge, assign)."""
+
+    def __init__(self, store: AlarmStore, events: EventPublisher) -> None:
+        self.store = store
+        self.events = events
+
+    def decode(self, delivery: Delivery) -> AlarmCommand:
+        try:
+            command = AlarmCommand.model_validate_json(delivery.value)
+        except ValidationError as exc:
+            raise PermanentError(describe(exc), reason="invalid") from None
+        if command.action == "assign" and not command.assignee:
+            raise PermanentError("assign needs an assignee", reason="invalid")
+        return command
+
+    async def process(self, items: Sequence[tuple[Delivery, AlarmCommand]]) -> list[Failure]:
+        failures: list[Failure] = []
+        for delivery, c in items:
+            try:
+                event = await db_call(
+                    self.store.apply_command(
+                        c.command_id,
+                        c.alarm_id,
+                        c.action,
+                        c.actor,
+                        c.assignee,
+                        c.note,
+                        datetime.now(UTC),
+                    )
+                )
+            except UnknownAlarm as exc:
+                failures.append(Failure(delivery, PermanentError(str(exc), reason="unknown_alarm")))
+                continue
+            if event is not None:
+                await self.events.publish([event])
+        return failures

@@ -1,0 +1,45 @@
+"""Anomaly service settings (`PDM_ANOMALY_*`); connection settings come from `CommonSettings`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pdm_common.settings import STACK_ENV_FILE
+
+
+class AnomalySettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PDM_ANOMALY_", env_file=str(STACK_ENV_FILE), extra="ignore"
+    )
+
+    group_id: str = Field("pdm-anomaly", description="Kafka consumer group of the anomaly service.")
+    http_port: int = Field(8002, description="Port of `/health`, `/ready` and `/metrics`.")
+    batch_max_records: int = Field(
+        2000, ge=1, description="Most validated-reading events handled per batch."
+    )
+    warmup_minutes: float = Field(
+        60.0,
+        ge=0,
+        description="History (minutes of readings before the first new one) that warms an "
+        "asset's detectors up when this consumer first sees it (start-up, rebalance).",
+    )
+    clear_after_s: float = Field(
+        600.0,
+        gt=0,
+        description="An alarm clears after its condition has been quiet this long (reading "
+        "time): the hysteresis that stops flapping input from storming.",
+    )
+    open_after: int = Field(
+        1, ge=1, description="Anomalous evaluations in a row needed to open an alarm."
+    )
+    limits_file: Path | None = Field(
+        None, description="JSON file overriding static sensor limits per asset type."
+    )
+    multivariate: bool = Field(
+        True,
+        description="Score snapshots with the `anomaly-<asset_type>@champion` model when the "
+        "registry has one.",
+    )
