@@ -172,6 +172,7 @@ def _subscribe(
         max_records=max_records,
         batch_timeout_ms=100,
         max_partition_fetch_bytes=max(8 << 20, settings.kafka_max_message_bytes * 2),
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         session_timeout_ms=session_timeout_ms,
         heartbeat_interval_ms=heartbeat_interval_ms,
         max_poll_interval_ms=max_poll_interval_ms,

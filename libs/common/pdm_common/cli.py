@@ -10,6 +10,7 @@ import typer
 from pdm_common.db.cli import register as register_db
 from pdm_common.dlq_cli import dlq_app
 from pdm_common.stack.cli import stack_app
+from pdm_common.train_cli import train_app
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -17,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(stack_app, name="stack")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(train_app, name="train")
 register_db(app)
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics of the platform.")
 app.add_typer(topics_app, name="topics")

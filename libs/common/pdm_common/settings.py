@@ -42,6 +42,12 @@ class CommonSettings(BaseSettings):
         ge=1024,
         description="Largest Kafka message the platform produces or fetches (bytes).",
     )
+    kafka_fetch_max_wait_ms: int = Field(
+        20,
+        ge=0,
+        description="Longest a consumer's fetch waits at the broker for data; bounds the "
+        "latency a quiet topic adds (the embedded broker holds a fetch for this long).",
+    )
     database_url: str = Field(
         "postgresql://pdm@127.0.0.1:5432/pdm", description="PostgreSQL connection URL."
     )
