@@ -73,6 +73,12 @@ class _Metrics:
             ["service", "event_type"],
             registry=registry,
         )
+        self.model_in_use = Gauge(
+            "pdm_model_in_use",
+            "1 for the registry model version a service serves (0 once replaced).",
+            ["service", "model", "version"],
+            registry=registry,
+        )
         self.warmup_readings = Counter(
             "pdm_warmup_readings_total",
             "Stored readings replayed into detectors to warm them up.",

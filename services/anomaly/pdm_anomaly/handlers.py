@@ -117,7 +117,8 @@ class ReadingsProcessor:
         make_detector: Callable[[str], StreamingDetector],
         limits: Mapping[str, Mapping[str, Limit]],
         models: Callable[[str | None], SnapshotModel | None] = lambda _t: None,
-        warmup: timedelta = timedelta(hours=1),
+        warmup_readings: int = 1024,
+        warmup_max_age: timedelta = timedelta(days=7),
     ) -> None:
         self.store = store
         self.events = events
@@ -125,7 +126,8 @@ class ReadingsProcessor:
         self.make_detector = make_detector
         self.limits = limits
         self.models = models
-        self.warmup = warmup
+        self.warmup_readings = warmup_readings
+        self.warmup_max_age = warmup_max_age
         self.assets: dict[str, AssetState] = {}
 
     def decode(self, delivery: Delivery) -> ReadingsValidated:
@@ -173,22 +175,31 @@ class ReadingsProcessor:
     async def _warm_up_new_assets(
         self, items: Sequence[tuple[Delivery, ReadingsValidated]]
     ) -> None:
-        first: dict[str, datetime] = {}
+        """Assets this consumer has no state for (start-up, rebalance, eviction) are warmed
+        up from their stored readings before their first new one is scored."""
+        first: dict[tuple[str, str], datetime] = {}
+        new_assets: set[str] = set()
         for _, event in items:
-            if event.asset_id not in self.assets and event.snapshots:
-                ts = min(s.ts for s in event.snapshots)
-                first[event.asset_id] = min(ts, first.get(event.asset_id, ts))
-        if not first:
+            if event.asset_id in self.assets:
+                continue
+            new_assets.add(event.asset_id)
+            for snap in event.snapshots:
+                for sensor in snap.readings:
+                    key = (event.asset_id, sensor)
+                    first[key] = min(snap.ts, first.get(key, snap.ts))
+        if not new_assets:
             return
-        history, open_alarms = await db_call(self.store.warm_up_data(first, self.warmup))
-        if len(self.assets) + len(first) > MAX_ASSETS:
-            self._evict(len(first))
-        for asset_id in first:
+        history, open_alarms = await db_call(
+            self.store.warm_up_data(first, self.warmup_readings, self.warmup_max_age)
+        )
+        if len(self.assets) + len(new_assets) > MAX_ASSETS:
+            self._evict(len(new_assets))
+        for asset_id in new_assets:
             state = self.assets[asset_id] = AssetState()
             n = warm_up(state, history.get(asset_id, ()), self.make_detector)
             metrics.warmup_readings.labels(SERVICE).inc(n)
         self.book.restore(open_alarms)
-        log.info("assets warmed up", assets=len(first), open_alarms=len(open_alarms))
+        log.info("assets warmed up", assets=len(new_assets), open_alarms=len(open_alarms))
 
     def _evict(self, room: int) -> None:
         for asset_id in list(self.assets)[: room + len(self.assets) - MAX_ASSETS]:

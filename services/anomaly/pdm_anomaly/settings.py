@@ -20,11 +20,16 @@ class AnomalySettings(BaseSettings):
     batch_max_records: int = Field(
         2000, ge=1, description="Most validated-reading events handled per batch."
     )
-    warmup_minutes: float = Field(
-        60.0,
+    warmup_readings: int = Field(
+        1024,
         ge=0,
-        description="History (minutes of readings before the first new one) that warms an "
-        "asset's detectors up when this consumer first sees it (start-up, rebalance).",
+        description="Stored readings per (asset, sensor) replayed into the detectors when this "
+        "consumer first sees an asset (start-up, rebalance); the univariate detector needs 512.",
+    )
+    warmup_max_age_hours: float = Field(
+        168.0,
+        gt=0,
+        description="Readings older than this (before the first new one) are not replayed.",
     )
     clear_after_s: float = Field(
         600.0,

@@ -8,12 +8,17 @@ detectors only ever see time moving forward.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from pdm_anomaly.detectors.base import Score
 from pdm_anomaly.detectors.limits import Limit
+from pdm_common.events import Severity
+
+#: Severity reported for an excursion that continues (the lowest alarm-raising one: it keeps
+#: an open alarm open and never escalates it).
+ONGOING: Severity = "warning"
 
 
 class StreamingDetector(Protocol):
@@ -21,6 +26,8 @@ class StreamingDetector(Protocol):
     def ready(self) -> bool: ...
 
     def update(self, ts: float, value: float) -> Score: ...
+
+    def warm(self, values: Sequence[float], timestamps: Sequence[float] | None = None) -> None: ...
 
 
 class SnapshotModel(Protocol):
@@ -40,19 +47,26 @@ def warm_up(
     history: Iterable[tuple[str, float, float]],
     make_detector: Callable[[str], StreamingDetector],
 ) -> int:
-    """Feed stored readings `(sensor, epoch_s, value)` (time-ordered) without scoring."""
-    n = 0
+    """Feed stored readings `(sensor, epoch_s, value)` (time-ordered) without scoring.
+
+    Through the detector's `warm`, so an excursion that ended the history does not count as
+    ongoing: it was judged (and alarmed) when it happened; the alarm book has its own state.
+    """
+    per_sensor: dict[str, tuple[list[float], list[float]]] = {}
     for sensor, ts, value in history:
         last = state.last_ts.get(sensor)
         if last is not None and ts <= last:
             continue
+        state.last_ts[sensor] = ts
+        times, values = per_sensor.setdefault(sensor, ([], []))
+        times.append(ts)
+        values.append(value)
+    for sensor, (times, values) in per_sensor.items():
         detector = state.detectors.get(sensor)
         if detector is None:
             detector = state.detectors[sensor] = make_detector(sensor)
-        detector.update(ts, value)
-        state.last_ts[sensor] = ts
-        n += 1
-    return n
+        detector.warm(values, times)
+    return sum(len(v) for _, v in per_sensor.values())
 
 
 def evaluate(
@@ -78,6 +92,10 @@ def evaluate(
             detector = state.detectors[sensor] = make_detector(sensor)
         score = detector.update(ts, value)
         if detector.ready:
+            if score.severity is None and getattr(detector, "in_excursion", False):
+                # The detector reports an excursion once (and on escalation) and then holds
+                # its score down; for the alarm it is still ongoing, so it must not clear.
+                score = replace(score, severity=ONGOING)
             out.append((f"{sensor}:{score.detector}", score))
         limit = limits.get(sensor)
         if limit is not None:

@@ -9,6 +9,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -46,21 +47,21 @@ def event_for(change: AlarmChange) -> AlarmEvent:
     )
 
 
-def _alarm_from_row(r: dict[str, object]) -> Alarm:
+def _alarm_from_row(r: dict[str, Any]) -> Alarm:
     return Alarm(
-        alarm_id=r["alarm_id"],  # type: ignore[arg-type]
-        asset_id=r["asset_id"],  # type: ignore[arg-type]
-        condition=r["condition"],  # type: ignore[arg-type]
-        severity=r["severity"],  # type: ignore[arg-type]
-        detector=r["detector"],  # type: ignore[arg-type]
-        score=r["score"],  # type: ignore[arg-type]
-        threshold=r["threshold"],  # type: ignore[arg-type]
-        opened_at=r["opened_at"],  # type: ignore[arg-type]
-        last_anomalous_at=r["last_anomalous_at"],  # type: ignore[arg-type]
-        asset_type=r["asset_type"],  # type: ignore[arg-type]
-        contributors=dict(r["contributors"] or {}),  # type: ignore[call-overload]
-        model_name=r["model_name"],  # type: ignore[arg-type]
-        model_version=r["model_version"],  # type: ignore[arg-type]
+        alarm_id=r["alarm_id"],
+        asset_id=r["asset_id"],
+        condition=r["condition"],
+        severity=r["severity"],
+        detector=r["detector"],
+        score=r["score"],
+        threshold=r["threshold"],
+        opened_at=r["opened_at"],
+        last_anomalous_at=r["last_anomalous_at"],
+        asset_type=r["asset_type"],
+        contributors=dict(r["contributors"] or {}),
+        model_name=r["model_name"],
+        model_version=r["model_version"],
     )
 
 
@@ -86,22 +87,39 @@ class AlarmStore:
         return bool(row and row[0])
 
     async def warm_up_data(
-        self, first_ts: dict[str, datetime], window: timedelta
+        self, first_ts: dict[tuple[str, str], datetime], readings: int, max_age: timedelta
     ) -> tuple[dict[str, list[tuple[str, float, float]]], list[Alarm]]:
-        """Readings of each asset in `window` before its first new reading, and open alarms."""
-        assets = list(first_ts)
+        """The last `readings` stored values of each (asset, sensor) before its first new
+        reading (no older than `max_age`), time-ordered per asset; and the assets' open alarms.
+
+        A count, not a time window, because detectors need a number of readings whatever the
+        sampling rate; each (asset, sensor) is one backward scan of the primary key.
+        """
+        keys = list(first_ts)
         history: dict[str, list[tuple[str, float, float]]] = defaultdict(list)
+        assets = sorted({a for a, _ in keys})
         async with self._pool.connection() as conn:
-            if window > timedelta(0):
+            if readings > 0:
                 cur = await conn.execute(
-                    "SELECT r.asset_id, r.sensor, extract(epoch FROM r.time)::float8, r.value "
-                    "FROM readings r JOIN unnest(%s::text[], %s::timestamptz[]) AS f(a, t) "
-                    "ON r.asset_id = f.a AND r.time >= f.t - %s AND r.time < f.t "
-                    "ORDER BY r.time",
-                    (assets, [first_ts[a] for a in assets], window),
+                    "SELECT f.a, f.s, x.ts, x.value "
+                    "FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) AS f(a, s, t) "
+                    "CROSS JOIN LATERAL ("
+                    "  SELECT extract(epoch FROM r.time)::float8 AS ts, r.value FROM readings r"
+                    "  WHERE r.asset_id = f.a AND r.sensor = f.s AND r.time < f.t"
+                    "    AND r.time >= f.t - %s::interval"
+                    "  ORDER BY r.time DESC LIMIT %s) AS x",
+                    (
+                        [a for a, _ in keys],
+                        [s for _, s in keys],
+                        [first_ts[k] for k in keys],
+                        max_age,
+                        readings,
+                    ),
                 )
                 for asset_id, sensor, ts, value in await cur.fetchall():
                     history[asset_id].append((sensor, ts, value))
+                for rows in history.values():
+                    rows.sort(key=lambda row: row[1])
             cur2 = conn.cursor(row_factory=dict_row)
             await cur2.execute(
                 "SELECT * FROM alarms WHERE status = 'open' AND asset_id = ANY(%s)", (assets,)

@@ -1,0 +1,140 @@
+"""Wiring of the anomaly service: settings, broker, pool, detectors, alarm book, probes."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from aiokafka.abc import ConsumerRebalanceListener
+from faststream.asgi import AsgiFastStream
+
+from pdm_anomaly.alarms import AlarmBook, AlarmPolicy
+from pdm_anomaly.detectors.limits import load_limits
+from pdm_anomaly.handlers import CommandsProcessor, EventPublisher, ReadingsProcessor
+from pdm_anomaly.models import ModelsProcessor, SnapshotModels, detector_factory
+from pdm_anomaly.settings import AnomalySettings
+from pdm_anomaly.storage import SERVICE, AlarmStore
+from pdm_common import topics
+from pdm_common.broker import BrokerPublisher, ensure_topics, make_broker, subscribe_reliably
+from pdm_common.db.pool import create_pool
+from pdm_common.delivery import ReliableBatchHandler, RetryPolicy
+from pdm_common.service import PauseFlag, make_service_app
+from pdm_common.settings import CommonSettings
+from pdm_common.telemetry import configure_logging
+
+log = structlog.get_logger(__name__)
+
+
+class ForgetRevoked(ConsumerRebalanceListener):
+    """Drop the state of assets whose partitions moved away; they warm up again if back."""
+
+    def __init__(self, processor: ReadingsProcessor) -> None:
+        self.processor = processor
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self.processor.forget_partitions({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        return None
+
+
+def create_app(
+    common: CommonSettings | None = None, settings: AnomalySettings | None = None
+) -> AsgiFastStream:
+    common = common or CommonSettings()
+    settings = settings or AnomalySettings()
+    configure_logging(SERVICE, common.log_level, common.log_format)
+    broker = make_broker(common, SERVICE)
+    publisher = BrokerPublisher(broker)
+    policy = RetryPolicy.from_settings(common)
+    paused = PauseFlag(SERVICE)
+    store = AlarmStore()
+    events = EventPublisher(store, publisher)
+    models = SnapshotModels(common.mlflow_tracking_uri, enabled=settings.multivariate)
+    readings = ReadingsProcessor(
+        store,
+        events,
+        AlarmBook(AlarmPolicy(timedelta(seconds=settings.clear_after_s), settings.open_after)),
+        make_detector=detector_factory(),
+        limits=load_limits(settings.limits_file),
+        models=models.get,
+        warmup_readings=settings.warmup_readings,
+        warmup_max_age=timedelta(hours=settings.warmup_max_age_hours),
+    )
+
+    def handler(processor: Any) -> ReliableBatchHandler[Any]:
+        return ReliableBatchHandler(
+            processor, publisher, service=SERVICE, policy=policy, on_pause=paused
+        )
+
+    subscribe_reliably(
+        broker,
+        topics.READINGS_VALIDATED,
+        handler(readings),
+        group_id=settings.group_id,
+        settings=common,
+        max_records=settings.batch_max_records,
+        listener=ForgetRevoked(readings),
+    )
+    subscribe_reliably(
+        broker,
+        topics.ANOMALY_COMMANDS,
+        handler(CommandsProcessor(store, events)),
+        group_id=f"{settings.group_id}.commands",
+        settings=common,
+        max_records=500,
+    )
+    # Every process must hear every model event: a group of its own, read from the start.
+    subscribe_reliably(
+        broker,
+        topics.MODELS,
+        handler(ModelsProcessor(models)),
+        group_id=f"{settings.group_id}.models.{models.instance}",
+        settings=common,
+        max_records=100,
+    )
+    background: list[asyncio.Task[None]] = []
+
+    async def start() -> None:
+        await ensure_topics(
+            common.kafka_bootstrap, topics.all_topics(), partitions=common.kafka_partitions
+        )
+        store.pool = await create_pool(
+            common.database_url,
+            min_size=1,
+            max_size=common.database_pool_size,
+            name=SERVICE,
+            statement_timeout_ms=common.database_statement_timeout_ms,
+        )
+        background.append(asyncio.create_task(_flush_outbox(events)))
+
+    async def stop() -> None:
+        for task in background:
+            task.cancel()
+        if store.pool is not None:
+            await store.pool.close()
+
+    return make_service_app(
+        broker,
+        SERVICE,
+        readiness={"database": store.schema_ready, "consumer": paused.check},
+        on_startup=[start],
+        after_shutdown=[stop],
+    )
+
+
+async def _flush_outbox(events: EventPublisher) -> None:
+    """Publish alarm events a crash left in the outbox; retried until the database answers."""
+    delay = 1.0
+    while True:
+        try:
+            n = await events.flush_outbox()
+            if n:
+                log.info("outbox flushed", events=n)
+            return
+        except Exception as exc:
+            log.warning("outbox flush failed; retrying", error=repr(exc), retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
