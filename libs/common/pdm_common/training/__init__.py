@@ -1,0 +1,1 @@
+"""Training pipelines: build features, train, evaluate on held-out data, register, promote."""
