@@ -91,15 +91,19 @@ def _ready(ports: dict[str, int]) -> dict[str, str]:
     return out
 
 
-def _count_rows(database_url: str) -> int | None:
+def _counts(database_url: str) -> str:
+    """Readings stored and alarms open, for the status line."""
     import psycopg
 
     try:
         with psycopg.connect(database_url, connect_timeout=2) as conn:
-            row = conn.execute("SELECT count(*) FROM readings").fetchone()
-            return int(row[0]) if row else 0
-    except psycopg.Error:
-        return None
+            row = conn.execute(
+                "SELECT (SELECT count(*) FROM readings), "
+                "(SELECT count(*) FROM alarms WHERE status = 'open')"
+            ).fetchone()
+    except psycopg.Error as exc:
+        return f"database unavailable ({type(exc).__name__})"
+    return f"readings stored: {row[0]}   open alarms: {row[1]}" if row else ""
 
 
 def run(stop_stack: bool = False, demo_assets: int = 5, demo_rate_hz: float = 1.0) -> None:
@@ -182,10 +186,10 @@ async def _watch(
             typer.secho(f"   service(s) exited: {', '.join(dead)} - see .pdm/logs/", fg="red")
             stop.set()
             break
-        rows = await asyncio.to_thread(_count_rows, settings.database_url)
+        counts = await asyncio.to_thread(_counts, settings.database_url)
         ready = await asyncio.to_thread(_ready, ports)
         typer.echo(
-            f"   [{time.monotonic() - started:6.0f}s] readings stored: {rows}   "
+            f"   [{time.monotonic() - started:6.0f}s] {counts}   "
             + "  ".join(f"{name}: {state}" for name, state in ready.items())
         )
     await gateway
