@@ -8,13 +8,11 @@ assign, applied once per command id.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-import psycopg
 import structlog
-from psycopg_pool import PoolTimeout
 from pydantic import ValidationError
 
 from pdm_anomaly.alarms import AlarmBook, AlarmChange
@@ -22,7 +20,7 @@ from pdm_anomaly.detectors.limits import Limit
 from pdm_anomaly.state import AssetState, SnapshotModel, StreamingDetector, evaluate, warm_up
 from pdm_anomaly.storage import SERVICE, AlarmStore, UnknownAlarm
 from pdm_common import topics
-from pdm_common.db.pool import classify_db_error
+from pdm_common.db.pool import db_call
 from pdm_common.delivery import (
     Delivery,
     DependencyUnavailable,
@@ -30,7 +28,6 @@ from pdm_common.delivery import (
     Outgoing,
     PermanentError,
     Publisher,
-    TransientError,
 )
 from pdm_common.events import AlarmCommand, AlarmEvent, ReadingsValidated
 from pdm_common.telemetry import TRACE_HEADERS, metrics
@@ -45,22 +42,6 @@ MAX_ASSETS = 100_000
 def describe(exc: ValidationError) -> str:
     err = exc.errors(include_url=False)[0]
     return ".".join(str(p) for p in err["loc"]) + ": " + err["msg"]
-
-
-async def db_call(awaitable: Awaitable[R]) -> R:
-    """Database errors as the delivery errors that decide a batch's fate."""
-    try:
-        return await awaitable
-    except (psycopg.Error, PoolTimeout, OSError) as exc:
-        kind = classify_db_error(exc)
-        text = f"{type(exc).__name__}: {exc}".strip()
-        if kind == "unavailable":
-            raise DependencyUnavailable(f"database unavailable: {text}") from exc
-        if kind == "permanent":
-            raise PermanentError(
-                f"database refused: {text}", reason="rejected_by_database"
-            ) from exc
-        raise TransientError(f"database: {text}", reason="database_transient") from exc
 
 
 def outgoing(

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections import defaultdict
@@ -17,6 +16,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from pdm_anomaly.alarms import Alarm, AlarmChange
+from pdm_common.db.pool import tables_exist
 from pdm_common.events import AlarmEvent
 
 SERVICE = "anomaly"
@@ -75,16 +75,8 @@ class AlarmStore:
             raise RuntimeError("AlarmStore used before its pool was opened")
         return self.pool
 
-    async def schema_ready(self, timeout_s: float = 2.0) -> bool:
-        if self.pool is None:
-            return False
-        try:
-            async with asyncio.timeout(timeout_s), self.pool.connection(timeout=timeout_s) as conn:
-                cur = await conn.execute("SELECT to_regclass('alarms') IS NOT NULL")
-                row = await cur.fetchone()
-        except (psycopg.Error, OSError):
-            return False
-        return bool(row and row[0])
+    async def schema_ready(self) -> bool:
+        return await tables_exist(self.pool, ("alarms", "alarm_events", "readings"))
 
     async def warm_up_data(
         self, first_ts: dict[tuple[str, str], datetime], readings: int, max_age: timedelta

@@ -9,16 +9,14 @@ they have seen (documented on `ReadingsValidated`).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-import psycopg
 import structlog
-from psycopg_pool import PoolTimeout
 
 from pdm_common import topics
-from pdm_common.db.pool import classify_db_error
+from pdm_common.db.pool import db_call
 from pdm_common.delivery import (
     Delivery,
     DependencyUnavailable,
@@ -26,7 +24,6 @@ from pdm_common.delivery import (
     Outgoing,
     PermanentError,
     Publisher,
-    TransientError,
 )
 from pdm_common.events import ReadingSnapshot, ReadingsValidated, ValidatedSnapshot
 from pdm_common.telemetry import TRACE_HEADERS, metrics
@@ -135,7 +132,7 @@ class IngestProcessor:
         return failures
 
     async def _reject_unknown(self, items: list[Item]) -> tuple[list[Item], list[Failure]]:
-        unknown = await self._db(
+        unknown = await db_call(
             self.store.unknown_assets({s.asset_id for _, ss in items for s in ss})
         )
         if not unknown:
@@ -159,7 +156,7 @@ class IngestProcessor:
         return keep, failures
 
     async def _write(self, snapshots: list[ReadingSnapshot], register: bool) -> WriteResult:
-        return await self._db(self.store.write(snapshots, register))
+        return await db_call(self.store.write(snapshots, register))
 
     async def _write_one_by_one(
         self, items: list[Item], register: bool
@@ -173,21 +170,6 @@ class IngestProcessor:
             except PermanentError as exc:
                 refused.append(Failure(delivery, exc))
         return stored, refused
-
-    async def _db(self, awaitable: Awaitable[R]) -> R:
-        """Map database errors to the delivery error that decides the batch's fate."""
-        try:
-            return await awaitable
-        except (psycopg.Error, PoolTimeout, OSError) as exc:
-            kind = classify_db_error(exc)
-            text = f"{type(exc).__name__}: {exc}".strip()
-            if kind == "unavailable":
-                raise DependencyUnavailable(f"database unavailable: {text}") from exc
-            if kind == "permanent":
-                raise PermanentError(
-                    f"database refused: {text}", reason="rejected_by_database"
-                ) from exc
-            raise TransientError(f"database: {text}", reason="database_transient") from exc
 
     async def _announce(self, items: list[Item]) -> None:
         if not items:

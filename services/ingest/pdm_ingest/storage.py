@@ -7,15 +7,14 @@ redelivered or duplicated message changes nothing.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from pdm_common.db.bulk import copy_insert_ignore
+from pdm_common.db.pool import tables_exist
 from pdm_common.events import ReadingSnapshot
 
 READING_COLUMNS = ("time", "asset_id", "sensor", "value")
@@ -49,20 +48,8 @@ class ReadingStore:
             raise RuntimeError("ReadingStore used before its pool was opened")
         return self.pool
 
-    async def schema_ready(self, timeout_s: float = 2.0) -> bool:
-        """Readiness: PostgreSQL answers *and* is migrated (`pdm migrate` has run)."""
-        if self.pool is None:
-            return False
-        try:
-            async with asyncio.timeout(timeout_s), self.pool.connection(timeout=timeout_s) as conn:
-                cur = await conn.execute(
-                    "SELECT to_regclass('readings') IS NOT NULL"
-                    " AND to_regclass('assets') IS NOT NULL"
-                )
-                row = await cur.fetchone()
-        except (psycopg.Error, OSError):
-            return False
-        return bool(row and row[0])
+    async def schema_ready(self) -> bool:
+        return await tables_exist(self.pool, ("readings", "assets"))
 
     async def unknown_assets(self, asset_ids: Iterable[str]) -> set[str]:
         """Asset ids not registered yet (only positive answers are cached)."""

@@ -9,12 +9,16 @@ batch (permanent: the same input will fail the same way again).
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+from collections.abc import Awaitable, Sequence
+from typing import Literal, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from pdm_common.delivery import DependencyUnavailable, PermanentError, TransientError
+
 DbErrorKind = Literal["unavailable", "transient", "permanent"]
+R = TypeVar("R")
 
 #: Server shutting down / crashed / starting up, and idle-session timeout: the session is gone.
 _UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "57P05"})
@@ -117,3 +121,38 @@ def _classify_sqlstate(sqlstate: str) -> DbErrorKind:
     if cls in _PERMANENT_CLASSES:
         return "permanent"
     return "transient"
+
+
+async def tables_exist(
+    pool: AsyncConnectionPool | None, tables: Sequence[str], within_s: float = 2.0
+) -> bool:
+    """Readiness: PostgreSQL answers *and* is migrated (the service's tables exist)."""
+    if pool is None:
+        return False
+    try:
+        async with asyncio.timeout(within_s), pool.connection(timeout=within_s) as conn:
+            cur = await conn.execute(
+                "SELECT bool_and(to_regclass(t) IS NOT NULL) FROM unnest(%s::text[]) AS t",
+                (list(tables),),
+            )
+            row = await cur.fetchone()
+    except (psycopg.Error, OSError):
+        return False
+    return bool(row and row[0])
+
+
+async def db_call(awaitable: Awaitable[R]) -> R:
+    """Await a database operation, turning its errors into the delivery errors that decide
+    a consumed batch's fate: pause (unavailable), retry (transient) or dead-letter."""
+    try:
+        return await awaitable
+    except (psycopg.Error, PoolTimeout, OSError) as exc:
+        kind = classify_db_error(exc)
+        text = f"{type(exc).__name__}: {exc}".strip()
+        if kind == "unavailable":
+            raise DependencyUnavailable(f"database unavailable: {text}") from exc
+        if kind == "permanent":
+            raise PermanentError(
+                f"database refused: {text}", reason="rejected_by_database"
+            ) from exc
+        raise TransientError(f"database: {text}", reason="database_transient") from exc
