@@ -11,14 +11,20 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
 from prometheus_client import make_asgi_app
+from psycopg_pool import AsyncConnectionPool
 
-from pdm_common.broker import ping_broker
-from pdm_common.telemetry import REGISTRY, metrics
+from pdm_common import topics
+from pdm_common.broker import BrokerPublisher, ensure_topics, make_broker, ping_broker
+from pdm_common.db.pool import create_pool
+from pdm_common.delivery import ReliableBatchHandler, RetryPolicy
+from pdm_common.settings import CommonSettings
+from pdm_common.telemetry import REGISTRY, configure_logging, metrics
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 Scope = dict[str, Any]
@@ -116,6 +122,69 @@ def make_service_app(
         on_shutdown=list(on_shutdown),
         after_shutdown=list(after_shutdown),
     )
+
+
+@dataclass
+class ServiceKit:
+    """What every service wires the same way: logging, the broker and its publisher, the
+    retry policy, the pause flag behind `/ready`, and the start-up that creates missing topics
+    (a no-op where Strimzi owns them) and opens the database pool without waiting for it."""
+
+    common: CommonSettings
+    service: str
+    broker: KafkaBroker
+    publisher: BrokerPublisher
+    policy: RetryPolicy
+    paused: PauseFlag
+
+    @classmethod
+    def create(cls, common: CommonSettings, service: str) -> ServiceKit:
+        configure_logging(service, common.log_level, common.log_format)
+        broker = make_broker(common, service)
+        return cls(
+            common,
+            service,
+            broker,
+            BrokerPublisher(broker),
+            RetryPolicy.from_settings(common),
+            PauseFlag(service),
+        )
+
+    def reliable(self, processor: Any) -> ReliableBatchHandler[Any]:
+        """The platform's retry/DLQ mechanism around a service's batch processor."""
+        return ReliableBatchHandler(
+            processor,
+            self.publisher,
+            service=self.service,
+            policy=self.policy,
+            on_pause=self.paused,
+        )
+
+    async def start(self) -> AsyncConnectionPool:
+        c = self.common
+        await ensure_topics(c.kafka_bootstrap, topics.all_topics(), partitions=c.kafka_partitions)
+        return await create_pool(
+            c.database_url,
+            min_size=1,
+            max_size=c.database_pool_size,
+            name=self.service,
+            statement_timeout_ms=c.database_statement_timeout_ms,
+        )
+
+    def app(
+        self,
+        *,
+        database_ready: ReadinessCheck,
+        on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
+        after_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+    ) -> AsgiFastStream:
+        return make_service_app(
+            self.broker,
+            self.service,
+            readiness={"database": database_ready, "consumer": self.paused.check},
+            on_startup=on_startup,
+            after_shutdown=after_shutdown,
+        )
 
 
 def run_service(app: AsgiFastStream, port: int, host: str = "0.0.0.0") -> None:

@@ -17,12 +17,9 @@ from pdm_anomaly.models import ModelsProcessor, SnapshotModels, detector_factory
 from pdm_anomaly.settings import AnomalySettings
 from pdm_anomaly.storage import SERVICE, AlarmStore
 from pdm_common import topics
-from pdm_common.broker import BrokerPublisher, ensure_topics, make_broker, subscribe_reliably
-from pdm_common.db.pool import create_pool
-from pdm_common.delivery import ReliableBatchHandler, RetryPolicy
-from pdm_common.service import PauseFlag, make_service_app
+from pdm_common.broker import subscribe_reliably
+from pdm_common.service import ServiceKit
 from pdm_common.settings import CommonSettings
-from pdm_common.telemetry import configure_logging
 
 log = structlog.get_logger(__name__)
 
@@ -45,13 +42,10 @@ def create_app(
 ) -> AsgiFastStream:
     common = common or CommonSettings()
     settings = settings or AnomalySettings()
-    configure_logging(SERVICE, common.log_level, common.log_format)
-    broker = make_broker(common, SERVICE)
-    publisher = BrokerPublisher(broker)
-    policy = RetryPolicy.from_settings(common)
-    paused = PauseFlag(SERVICE)
+    kit = ServiceKit.create(common, SERVICE)
+    broker = kit.broker
     store = AlarmStore()
-    events = EventPublisher(store, publisher)
+    events = EventPublisher(store, kit.publisher)
     models = SnapshotModels(common.mlflow_tracking_uri, enabled=settings.multivariate)
     readings = ReadingsProcessor(
         store,
@@ -64,11 +58,7 @@ def create_app(
         warmup_max_age=timedelta(hours=settings.warmup_max_age_hours),
     )
 
-    def handler(processor: Any) -> ReliableBatchHandler[Any]:
-        return ReliableBatchHandler(
-            processor, publisher, service=SERVICE, policy=policy, on_pause=paused
-        )
-
+    handler = kit.reliable
     subscribe_reliably(
         broker,
         topics.READINGS_VALIDATED,
@@ -98,16 +88,7 @@ def create_app(
     background: list[asyncio.Task[None]] = []
 
     async def start() -> None:
-        await ensure_topics(
-            common.kafka_bootstrap, topics.all_topics(), partitions=common.kafka_partitions
-        )
-        store.pool = await create_pool(
-            common.database_url,
-            min_size=1,
-            max_size=common.database_pool_size,
-            name=SERVICE,
-            statement_timeout_ms=common.database_statement_timeout_ms,
-        )
+        store.pool = await kit.start()
         background.append(asyncio.create_task(_flush_outbox(events)))
 
     async def stop() -> None:
@@ -116,13 +97,7 @@ def create_app(
         if store.pool is not None:
             await store.pool.close()
 
-    return make_service_app(
-        broker,
-        SERVICE,
-        readiness={"database": store.schema_ready, "consumer": paused.check},
-        on_startup=[start],
-        after_shutdown=[stop],
-    )
+    return kit.app(database_ready=store.schema_ready, on_startup=[start], after_shutdown=[stop])
 
 
 async def _flush_outbox(events: EventPublisher) -> None:

@@ -26,25 +26,39 @@ class UnknownAlarm(LookupError):
     pass
 
 
-def event_for(change: AlarmChange) -> AlarmEvent:
-    a = change.alarm
+def alarm_event(
+    alarm: Alarm,
+    kind: str,
+    reading_ts: datetime | None = None,
+    *,
+    actor: str | None = None,
+    assignee: str | None = None,
+    note: str | None = None,
+) -> AlarmEvent:
     return AlarmEvent(
         source=SERVICE,
-        event_type=change.kind,
-        alarm_id=a.alarm_id,
-        asset_id=a.asset_id,
-        asset_type=a.asset_type,
-        condition=a.condition,
-        severity=a.severity,
-        detector=a.detector,
-        score=a.score,
-        threshold=a.threshold,
-        contributors=a.contributors,
-        model_name=a.model_name,
-        model_version=a.model_version,
-        reading_ts=change.reading_ts,
-        opened_at=a.opened_at,
+        event_type=kind,
+        alarm_id=alarm.alarm_id,
+        asset_id=alarm.asset_id,
+        asset_type=alarm.asset_type,
+        condition=alarm.condition,
+        severity=alarm.severity,
+        detector=alarm.detector,
+        score=alarm.score,
+        threshold=alarm.threshold,
+        contributors=alarm.contributors,
+        model_name=alarm.model_name,
+        model_version=alarm.model_version,
+        reading_ts=reading_ts,
+        opened_at=alarm.opened_at,
+        actor=actor,
+        assignee=assignee,
+        note=note,
     )
+
+
+def event_for(change: AlarmChange) -> AlarmEvent:
+    return alarm_event(change.alarm, change.kind, change.reading_ts)
 
 
 def _alarm_from_row(r: dict[str, Any]) -> Alarm:
@@ -256,24 +270,9 @@ class AlarmStore:
             row = await cur2.fetchone()
             if row is None:
                 raise UnknownAlarm(f"no alarm {alarm_id}")  # rolls back the dedupe row too
-            alarm = _alarm_from_row(row)
             kind = "alarm.acknowledged" if action == "acknowledge" else "alarm.assigned"
-            event = AlarmEvent(
-                source=SERVICE,
-                event_type=kind,
-                alarm_id=alarm.alarm_id,
-                asset_id=alarm.asset_id,
-                asset_type=alarm.asset_type,
-                condition=alarm.condition,
-                severity=alarm.severity,
-                detector=alarm.detector,
-                score=alarm.score,
-                threshold=alarm.threshold,
-                contributors=alarm.contributors,
-                opened_at=alarm.opened_at,
-                actor=actor,
-                assignee=assignee,
-                note=note,
+            event = alarm_event(
+                _alarm_from_row(row), kind, actor=actor, assignee=assignee, note=note
             )
             await self._queue(conn, [event])
             return event
