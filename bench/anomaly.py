@@ -20,25 +20,17 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import platform
 import random
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-REPO = Path(__file__).resolve().parents[1]
-BASELINE = REPO / "bench" / "baseline" / "anomaly.json"
-RESULTS = REPO / "bench" / "results"
+import benchkit
+
 TOPIC = "pdm.readings.validated.v1"
 
 
@@ -54,14 +46,6 @@ def event(asset: str, snaps: list[tuple[datetime, dict[str, float]]]) -> bytes:
     ).encode()
 
 
-def scrape(port: int) -> str:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            return r.read().decode()
-    except OSError:
-        return ""
-
-
 def handled(text: str) -> float:
     total = 0.0
     for line in text.splitlines():
@@ -70,34 +54,15 @@ def handled(text: str) -> float:
     return total
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
-
-
 async def send_all(bootstrap: str, msgs: list[tuple[bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        linger_ms=5,
-        max_batch_size=1 << 20,
-        max_request_size=8 << 20,
-    )
-    await producer.start()
-    try:
-        futures = [await producer.send(TOPIC, v, key=k) for k, v in msgs]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
+    await benchkit.send_all(bootstrap, TOPIC, msgs)
 
 
 def wait_handled(port: int, target: float, timeout: float, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + timeout
-    while handled(scrape(port)) < target:
+    while handled(benchkit.scrape(port)) < target:
         if time.monotonic() > deadline or proc.poll() is not None:
-            raise SystemExit(f"anomaly handled {handled(scrape(port))} of {target} events")
+            raise SystemExit(f"anomaly handled {handled(benchkit.scrape(port))} of {target} events")
         time.sleep(0.1)
 
 
@@ -179,40 +144,19 @@ def main() -> None:
     ap.add_argument("--save-baseline", action="store_true")
     args = ap.parse_args()
 
-    sys.path[:0] = [str(REPO / "libs/common")]
-    from pdm_common.stack.processes import EmbeddedPostgres, free_port, start_broker
-
-    state = Path(tempfile.mkdtemp(prefix="pdm-bench-anomaly-"))
-    state.chmod(0o755)
-    broker = start_broker(state, die_with_parent=True)
-    bootstrap = f"127.0.0.1:{broker.port}"
-    pg = EmbeddedPostgres(state / "postgres", free_port())
-    pg.start()
-    proc = None
-    try:
-        env = os.environ | {
-            "PDM_KAFKA_BOOTSTRAP": bootstrap,
-            "PDM_DATABASE_URL": pg.url,
-            "PDM_LOG_LEVEL": "WARNING",
-            "PDM_ANOMALY_MULTIVARIATE": "false",
-            "PDM_ANOMALY_WARMUP_READINGS": "0",
-        }
-        subprocess.run(
-            [sys.executable, "-m", "pdm_common.cli", "migrate"],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        port = free_port()
-        log = (state / "anomaly.log").open("wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pdm_anomaly"],
-            env=env | {"PDM_ANOMALY_HTTP_PORT": str(port)},
-            stdout=log,
-            stderr=log,
-            cwd=REPO,
-            start_new_session=True,
-        )
+    env = {
+        "PDM_LOG_LEVEL": "WARNING",
+        "PDM_ANOMALY_MULTIVARIATE": "false",
+        "PDM_ANOMALY_WARMUP_READINGS": "0",
+    }
+    with (
+        benchkit.fresh_stack("anomaly") as stack,
+        benchkit.service(stack, "anomaly", env) as (
+            proc,
+            port,
+        ),
+    ):
+        bootstrap = stack.bootstrap
         # warm-up: one event through, so the group join is not timed
         t0 = datetime.now(UTC) - timedelta(days=2)
         asyncio.run(send_all(bootstrap, [(b"warm", event("warm", [(t0, {"x": 1.0})]))]))
@@ -234,7 +178,7 @@ def main() -> None:
                 for i in range(per_event)
             ]
             msgs.append((asset.encode(), event(asset, snaps)))
-        before = handled(scrape(port))
+        before = handled(benchkit.scrape(port))
         start = time.perf_counter()
         asyncio.run(send_all(bootstrap, msgs))
         wait_handled(port, before + n_events, 600, proc)
@@ -259,7 +203,7 @@ def main() -> None:
             )
             for a in range(args.assets)
         ]
-        before = handled(scrape(port))
+        before = handled(benchkit.scrape(port))
         asyncio.run(send_all(bootstrap, warm))
         wait_handled(port, before + len(warm), 300, proc)
         latencies, spikes = asyncio.run(
@@ -270,7 +214,7 @@ def main() -> None:
         lat = sorted(latencies)
         result = {
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "machine": benchkit.machine(),
             "command": "python bench/anomaly.py " + " ".join(sys.argv[1:]),
             "throughput_readings": readings,
             "throughput_s": round(elapsed, 2),
@@ -283,34 +227,16 @@ def main() -> None:
             if lat
             else None,
             "latency_max_ms": round(lat[-1], 1) if lat else None,
-            "peak_rss_mib": rss_mib(proc.pid),
+            "peak_rss_mib": benchkit.peak_rss_mib(proc.pid),
         }
-    finally:
-        if proc is not None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(20)
-            finally:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-        pg.destroy()
-        broker.stop()
-        shutil.rmtree(state, ignore_errors=True)
 
     print(json.dumps(result, indent=2))
-    if BASELINE.exists():
-        base = json.loads(BASELINE.read_text())
+    base = benchkit.save("anomaly", result, as_baseline=args.save_baseline)
+    if base:
         print(
             f"baseline ({base['when']}): {base['readings_per_s']:,} readings/s, "
             f"p99 {base['latency_p99_ms']} ms"
         )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"anomaly-{result['when'].replace(':', '')}.json").write_text(
-        json.dumps(result, indent=2)
-    )
-    if args.save_baseline:
-        BASELINE.parent.mkdir(parents=True, exist_ok=True)
-        BASELINE.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
