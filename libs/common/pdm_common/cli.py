@@ -77,6 +77,20 @@ def run(
     run_platform(stop_stack=stop_stack, demo_assets=demo_assets, demo_rate_hz=demo_rate_hz)
 
 
+@app.command("inject")
+def inject(
+    asset: Annotated[str, typer.Option(help="Asset id.")] = "demo-pump-001",
+    sensor: Annotated[str, typer.Option(help="Sensor name.")] = "vibration",
+    value: Annotated[float, typer.Option(help="Value to send.")] = 9.0,
+) -> None:
+    """Send one reading (e.g. a vibration beyond ISO 10816 zone D) to watch an alarm open."""
+    from pdm_common.devrun import publish_reading
+    from pdm_common.settings import CommonSettings
+
+    asyncio.run(publish_reading(CommonSettings().kafka_bootstrap, asset, {sensor: value}))
+    typer.echo(f"sent {asset} {sensor}={value}; alarms: SELECT * FROM alarms ORDER BY opened_at")
+
+
 def main() -> None:
     app()
 

@@ -193,3 +193,18 @@ async def _watch(
             + "  ".join(f"{name}: {state}" for name, state in ready.items())
         )
     await gateway
+
+
+async def publish_reading(bootstrap: str, asset_id: str, readings: dict[str, float]) -> None:
+    """One snapshot on `pdm.readings.v1`, as a gateway would send it (for demos)."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        msg = {"asset_id": asset_id, "ts": datetime.now(UTC).isoformat(), "readings": readings}
+        await producer.send_and_wait(
+            topics.READINGS, json.dumps(msg).encode(), key=asset_id.encode()
+        )
+    finally:
+        await producer.stop()
