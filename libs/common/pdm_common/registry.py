@@ -51,6 +51,8 @@ PROMOTION_TAG_PREFIX = "promotion."
 #: How a registry miss tells the operator what to run, per task (name = `<task>-<asset_type>`).
 TRAIN_HINTS: dict[str, str] = {
     "anomaly": "pdm train anomaly --asset-type {asset_type}",
+    "failure": "pdm train ai4i",
+    "rul": "pdm train cmapss --subset FD001",
 }
 _HEALTH_TIMEOUT_S = 3.0
 #: MLflow error codes that mean "the registry answered: no such thing".

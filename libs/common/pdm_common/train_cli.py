@@ -592,3 +592,13 @@ def _register(
         features=sensors,
         tracking_uri=tracking_uri,
     )
+
+
+def _register_pipelines() -> None:
+    """Training pipelines that live in their own modules add their commands here."""
+    from pdm_common.training.ai4i_cli import register as register_ai4i
+
+    register_ai4i(train_app)
+
+
+_register_pipelines()
