@@ -378,12 +378,12 @@ async def publish_alias_moved(bootstrap: str, event: Any, idempotent: bool) -> N
 # --------------------------------------------------------------------------------------------
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
+def fail(message: str, code: int = 1) -> typer.Exit:
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     return typer.Exit(code)
 
 
-def _step(n: int, total: int, text: str) -> None:
+def step(n: int, total: int, text: str) -> None:
     typer.echo(f"[{n}/{total}] {text}")
 
 
@@ -421,11 +421,11 @@ def anomaly(
     end = parse_when(until, now) if until else now
     start = parse_when(since, end)
     if start >= end:
-        raise _fail(f"--since ({start:%Y-%m-%d %H:%M}) must be before --until", code=2)
+        raise fail(f"--since ({start:%Y-%m-%d %H:%M}) must be before --until", code=2)
     name = registry.model_name("anomaly", asset_type)
     total = 5 if promote else 3
     try:
-        _step(
+        step(
             1,
             total,
             f"reading {asset_type} history {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC",
@@ -433,19 +433,19 @@ def anomaly(
         frame = read_history(
             settings.database_url, asset_type, start, end, max_snapshots, typer.echo
         )
-        _step(2, total, f"fitting on {len(frame):,} snapshots ({holdout:.0%} held out)")
+        step(2, total, f"fitting on {len(frame):,} snapshots ({holdout:.0%} held out)")
         config = MultivariateConfig(false_alarm_target=false_alarm_target, seed=seed)
         result = train_anomaly(
             frame, config, holdout_fraction=holdout, min_snapshots=min_snapshots, seed=seed
         )
         _print_training(result)
-        _step(3, total, f"logging and registering {name} at {settings.mlflow_tracking_uri}")
+        step(3, total, f"logging and registering {name} at {settings.mlflow_tracking_uri}")
         version = _register(result, name, asset_type, start, end, settings.mlflow_tracking_uri)
         typer.echo(f"  registered {name} v{version.version} (run {version.run_id})")
         if not promote:
             typer.echo("done; champion untouched (--no-promote)")
             return
-        _step(4, total, "comparing with the champion on the same held-out data")
+        step(4, total, "comparing with the champion on the same held-out data")
         decision = registry.promote_if_better(
             name,
             version.version,
@@ -458,17 +458,12 @@ def anomaly(
             tracking_uri=settings.mlflow_tracking_uri,
         )
         typer.echo(f"  {registry.describe(decision)}")
-        _step(5, total, "announcing on pdm.models.v1")
-        if not decision.moved:
-            typer.echo("  nothing to announce: the alias did not move")
-        elif not publish:
-            typer.echo("  skipped (--no-publish): serving reloads on restart")
-        else:
-            _announce(decision, settings)
+        step(5, total, "announcing on pdm.models.v1")
+        announce_step(decision, settings, publish)
     except registry.RegistryError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     except TrainError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
 
 
 @train_app.command("announce")
@@ -482,7 +477,7 @@ def announce(
     try:
         champion = registry.get_version(name, tracking_uri=settings.mlflow_tracking_uri)
     except registry.RegistryError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     decision = registry.PromotionDecision(
         name=name,
         candidate_version=champion.version,
@@ -498,6 +493,16 @@ def announce(
     _announce(decision, settings)
 
 
+def announce_step(decision: registry.PromotionDecision, settings: Any, publish: bool) -> None:
+    """The last step of every `pdm train …`: tell serving processes the alias moved."""
+    if not decision.moved:
+        typer.echo("  nothing to announce: the alias did not move")
+    elif not publish:
+        typer.echo("  skipped (--no-publish): serving reloads on restart")
+    else:
+        _announce(decision, settings)
+
+
 def _announce(decision: registry.PromotionDecision, settings: Any) -> None:
     event = decision.to_event(SOURCE)
     try:
@@ -505,7 +510,7 @@ def _announce(decision: registry.PromotionDecision, settings: Any) -> None:
             publish_alias_moved(settings.kafka_bootstrap, event, settings.kafka_idempotent_producer)
         )
     except Exception as exc:
-        raise _fail(
+        raise fail(
             f"the alias moved, but announcing it on Kafka at {settings.kafka_bootstrap} failed "
             f"({exc!r}). Serving keeps the old model until restart; once Kafka is up run "
             f"`pdm train announce {decision.name}`."
@@ -596,9 +601,10 @@ def _register(
 
 def _register_pipelines() -> None:
     """Training pipelines that live in their own modules add their commands here."""
-    from pdm_common.training.ai4i_cli import register as register_ai4i
+    from pdm_common.training import ai4i_cli, cmapss_cli
 
-    register_ai4i(train_app)
+    ai4i_cli.register(train_app)
+    cmapss_cli.register(train_app)
 
 
 _register_pipelines()

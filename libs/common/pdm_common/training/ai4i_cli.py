@@ -5,7 +5,6 @@ Wired by the lead into `pdm_common.train_cli` with `register(train_app)`.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,15 +12,6 @@ import typer
 
 #: `../shared/data/ai4i2020/ai4i2020.csv` next to the repository root (parents[4]).
 DEFAULT_DATA = Path(__file__).resolve().parents[4].parent / "shared/data/ai4i2020/ai4i2020.csv"
-
-
-def _step(n: int, total: int, text: str) -> None:
-    typer.echo(f"[{n}/{total}] {text}")
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(code)
 
 
 def _print_training(result: Any) -> None:
@@ -44,23 +34,6 @@ def _print_training(result: Any) -> None:
     )
 
 
-def _announce(decision: Any, settings: Any) -> None:
-    from pdm_common.train_cli import SOURCE, publish_alias_moved
-
-    event = decision.to_event(SOURCE)
-    try:
-        asyncio.run(
-            publish_alias_moved(settings.kafka_bootstrap, event, settings.kafka_idempotent_producer)
-        )
-    except Exception as exc:
-        raise _fail(
-            f"the alias moved, but announcing it on Kafka at {settings.kafka_bootstrap} failed "
-            f"({exc!r}). Serving keeps the old model until restart; once Kafka is up run "
-            f"`pdm train announce {decision.name}`."
-        ) from exc
-    typer.echo(f"  published {event.event_type} {event.model_name} -> v{event.version}")
-
-
 def ai4i(
     data: Annotated[Path, typer.Option(help="AI4I 2020 CSV (UCI layout, UTF-8 with BOM).")] = (
         DEFAULT_DATA
@@ -74,43 +47,39 @@ def ai4i(
     """Train the milling failure classifier (failure-milling) on AI4I 2020."""
     from pdm_common import registry
     from pdm_common.settings import CommonSettings
+    from pdm_common.train_cli import announce_step, fail, step
     from pdm_common.training import ai4i as pipeline
 
     if not data.is_file():
-        raise _fail(f"{data} not found; pass --data PATH to the AI4I 2020 CSV", code=2)
+        raise fail(f"{data} not found; pass --data PATH to the AI4I 2020 CSV", code=2)
     settings = CommonSettings()
     uri = settings.mlflow_tracking_uri
     config = pipeline.Ai4iConfig(seed=seed)
     total = 5 if promote else 3
     try:
-        _step(1, total, f"reading {data}")
+        step(1, total, f"reading {data}")
         frame = pipeline.load_ai4i(data)
         train, test = pipeline.split_holdout(frame, config.test_size, seed)
         typer.echo(
             f"  {len(frame):,} rows, {int(frame[pipeline.TARGET].sum())} failures; "
             f"{len(test):,} held out (stratified, seed {seed}), never tuned on"
         )
-        _step(2, total, f"{config.folds}-fold CV, threshold, fit ({len(train):,} rows)")
+        step(2, total, f"{config.folds}-fold CV, threshold, fit ({len(train):,} rows)")
         result = pipeline.train_ai4i(train, test, config)
         _print_training(result)
-        _step(3, total, f"logging and registering {pipeline.MODEL_NAME} at {uri}")
+        step(3, total, f"logging and registering {pipeline.MODEL_NAME} at {uri}")
         version = pipeline.register_ai4i(result, tracking_uri=uri, data_path=data)
         typer.echo(f"  registered {version.name} v{version.version} (run {version.run_id})")
         if not promote:
             typer.echo("done; champion untouched (--no-promote)")
             return
-        _step(4, total, "comparing with the champion on the same held-out split")
+        step(4, total, "comparing with the champion on the same held-out split")
         decision = pipeline.promote_ai4i(result, version, tracking_uri=uri, echo=typer.echo)
         typer.echo(f"  {registry.describe(decision)}")
-        _step(5, total, "announcing on pdm.models.v1")
-        if not decision.moved:
-            typer.echo("  nothing to announce: the alias did not move")
-        elif not publish:
-            typer.echo("  skipped (--no-publish): serving reloads on restart")
-        else:
-            _announce(decision, settings)
+        step(5, total, "announcing on pdm.models.v1")
+        announce_step(decision, settings, publish)
     except (registry.RegistryError, pipeline.Ai4iDataError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
 
 
 def register(app: typer.Typer) -> None:
