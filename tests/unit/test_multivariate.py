@@ -12,7 +12,7 @@ import pytest
 
 from pdm_anomaly.detectors import multivariate as mv
 from pdm_anomaly.detectors.multivariate import MultivariateConfig, MultivariateModel
-from pdm_common import train_cli
+from pdm_common.training import anomaly as train_cli
 
 SENSORS = ("flow", "power", "pressure", "speed", "temperature", "vibration")
 
