@@ -44,7 +44,8 @@ def db_url(migrated_database_url: str) -> str:
     """The migrated database with every service table emptied before the test."""
     with psycopg.connect(migrated_database_url) as conn:
         conn.execute(
-            "TRUNCATE readings, assets, alarm_events, alarm_commands_applied, alarms CASCADE"
+            "TRUNCATE readings, assets, alarm_events, alarm_commands_applied, alarms, predictions "
+            "CASCADE"
         )
     return migrated_database_url
 

@@ -89,13 +89,19 @@ def test_migrate_from_scratch_then_rerun_is_a_noop(fresh_db: str) -> None:
     messages: list[str] = []
     first = mig.migrate(fresh_db, SETTINGS, echo=messages.append)
     assert first.variant == "plain"
-    assert first.applied == ["0001_initial", "0002_readings_layout", "0003_alarms"]
+    assert first.applied == [
+        "0001_initial",
+        "0002_readings_layout",
+        "0003_alarms",
+        "0004_predictions",
+    ]
     assert any("storage branch: plain" in m for m in messages)
     recorded = _rows(fresh_db, "SELECT version, name, variant, applied_at FROM schema_migrations")
     assert [(v, n, var) for v, n, var, _ in sorted(recorded)] == [
         (1, "initial", "plain"),
         (2, "readings_layout", "plain"),
         (3, "alarms", "plain"),
+        (4, "predictions", "plain"),
     ]
     tables = _rows(
         fresh_db,
@@ -118,6 +124,7 @@ def test_migrate_from_scratch_then_rerun_is_a_noop(fresh_db: str) -> None:
         ("initial", "applied"),
         ("readings_layout", "applied"),
         ("alarms", "applied"),
+        ("predictions", "applied"),
     ]
     assert report.recorded_variant == "plain"
     assert report.timescale_available is False
@@ -132,7 +139,12 @@ def test_changed_checksum_is_detected(fresh_db: str, tmp_path: Path) -> None:
     with pytest.raises(mig.MigrationError, match="0001_initial was changed after it was applied"):
         mig.migrate(fresh_db, SETTINGS, migrations=edited)
     states = {r.name: r.state for r in mig.status(fresh_db, migrations=edited).migrations}
-    assert states == {"initial": "changed", "readings_layout": "applied", "alarms": "applied"}
+    assert states == {
+        "initial": "changed",
+        "readings_layout": "applied",
+        "alarms": "applied",
+        "predictions": "applied",
+    }
     assert _rows(fresh_db, "SELECT to_regclass('sneaky')") == [(None,)]
 
 
@@ -143,7 +155,7 @@ def test_failing_migration_is_rolled_back_entirely(fresh_db: str, tmp_path: Path
     )
     with pytest.raises(mig.MigrationError, match="0009_broken failed and was rolled back"):
         mig.migrate(fresh_db, SETTINGS, migrations=mig.load_migrations(directory))
-    assert _rows(fresh_db, "SELECT max(version) FROM schema_migrations") == [(3,)]
+    assert _rows(fresh_db, "SELECT max(version) FROM schema_migrations") == [(4,)]
     assert _rows(fresh_db, "SELECT to_regclass('half_done')") == [(None,)]
 
 
@@ -164,9 +176,15 @@ def test_concurrent_migrate_runs_are_serialised(fresh_db: str, tmp_path: Path) -
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(run, range(4)))
     applied = sorted(label for r in results for label in r.applied)
-    assert applied == ["0001_initial", "0002_readings_layout", "0003_alarms", "0009_slow"]
+    assert applied == [
+        "0001_initial",
+        "0002_readings_layout",
+        "0003_alarms",
+        "0004_predictions",
+        "0009_slow",
+    ]
     assert any("waiting for it to finish" in m for ms in messages for m in ms)
-    assert _rows(fresh_db, "SELECT count(*) FROM schema_migrations") == [(4,)]
+    assert _rows(fresh_db, "SELECT count(*) FROM schema_migrations") == [(5,)]
 
 
 def test_timescale_on_without_the_extension_fails_before_touching_anything(

@@ -212,7 +212,12 @@ def test_choose_variant_refuses_clearly(
 
 def test_shipped_migrations_are_ordered_and_packaged() -> None:
     found = mig.load_migrations()
-    assert [m.label for m in found] == ["0001_initial", "0002_readings_layout", "0003_alarms"]
+    assert [m.label for m in found] == [
+        "0001_initial",
+        "0002_readings_layout",
+        "0003_alarms",
+        "0004_predictions",
+    ]
     assert (mig.MIGRATIONS_DIR / "0001_initial.sql").is_file()
     (initial,) = found[0].render("plain", settings())
     assert "PRIMARY KEY (asset_id, sensor, time)" in initial
@@ -235,6 +240,7 @@ def test_plan_without_database_shows_every_step() -> None:
         "0001_initial",
         "0002_readings_layout",
         "0003_alarms",
+        "0004_predictions",
     ]
     assert planned.steps[1].statements == mig.timescale_statements(settings())
     with pytest.raises(ValueError, match="variant"):

@@ -21,6 +21,8 @@ from pdm_common.events import (
     AlarmEvent,
     GatewayMessage,
     ModelAliasMoved,
+    Prediction,
+    PredictionRequest,
     ReadingsValidated,
 )
 
@@ -50,6 +52,16 @@ CONTRACT: dict[str, tuple[Any, str]] = {
     topics.ANOMALY_COMMANDS: (
         AlarmCommand,
         "Acknowledge or assign an alarm; applied once per command_id. Key: alarm id.",
+    ),
+    topics.PREDICTION_REQUESTS: (
+        PredictionRequest,
+        "Ask for a prediction (Kafka request/reply): the answer goes to the `reply_to` header "
+        "topic with the same `correlation_id`, as a Prediction or a PredictionError. Key: asset.",
+    ),
+    topics.PREDICTIONS: (
+        Prediction,
+        "Failure probability, failure modes, RUL p10/p50/p90, health score and top factors, "
+        "with the model versions that made them. Key: asset id.",
     ),
     topics.MODELS: (
         ModelAliasMoved,

@@ -177,6 +177,9 @@ def _subscribe(
         heartbeat_interval_ms=heartbeat_interval_ms,
         max_poll_interval_ms=max_poll_interval_ms,
         listener=listener,
+        # replies are explicit (request/reply with correlation ids); FastStream's automatic
+        # reply to `reply_to` would send an empty extra message
+        no_reply=True,
         title=f"{handler.service}:{topic}",
     )
     async def consume(body: list[bytes], msg: KafkaMessage) -> None:

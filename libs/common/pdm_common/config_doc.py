@@ -16,6 +16,7 @@ SETTINGS_CLASSES = (
     "pdm_common.db.settings:StorageSettings",
     "pdm_ingest.settings:IngestSettings",
     "pdm_anomaly.settings:AnomalySettings",
+    "pdm_prediction.settings:PredictionSettings",
 )
 
 

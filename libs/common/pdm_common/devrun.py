@@ -30,6 +30,7 @@ from pdm_common.stack.processes import free_port, port_is_free
 SERVICES = (
     ("ingest", "pdm_ingest", "PDM_INGEST_HTTP_PORT", 8001),
     ("anomaly", "pdm_anomaly", "PDM_ANOMALY_HTTP_PORT", 8002),
+    ("prediction", "pdm_prediction", "PDM_PREDICTION_HTTP_PORT", 8003),
 )
 
 

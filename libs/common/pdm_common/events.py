@@ -168,3 +168,103 @@ class ModelAliasMoved(Envelope):
     asset_type: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     decision: str | None = Field(None, description="Why the alias moved (or did not).")
+
+
+class PredictionRequest(BaseModel):
+    """A request on `pdm.prediction.requests.v1` (key: asset id) for one asset's prediction.
+
+    The answer goes to the topic in the request's `reply_to` Kafka header, with the same
+    `correlation_id` header: a `Prediction`, or a `PredictionError` naming what is missing.
+    Features come from the asset's stored `readings` unless the request carries them inline
+    (`readings`: one snapshot; `history`: rows oldest first, for history-based models).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    asset_id: AssetId
+    asset_type: Annotated[str, StringConstraints(pattern=SENSOR_PATTERN)]
+    readings: dict[SensorName, SensorValue] | None = Field(
+        None, description="One snapshot of sensor values to predict from (instead of stored)."
+    )
+    attributes: dict[SensorName, Annotated[str, StringConstraints(max_length=128)]] = Field(
+        default_factory=dict,
+        description='Non-numeric snapshot metadata, e.g. `{"quality": "L"}` for milling.',
+    )
+    history: list[dict[SensorName, SensorValue]] | None = Field(
+        None,
+        max_length=10_000,
+        description="Rows of sensor values, oldest first (instead of stored history).",
+    )
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class Factor(BaseModel):
+    """One feature's TreeSHAP contribution (log-odds of failure) and its value."""
+
+    feature: str
+    contribution: float
+    value: float | None = None
+
+
+class HealthContributor(BaseModel):
+    """One term of the health score: `points = weight * score` (score 0-100)."""
+
+    name: str
+    value: float
+    score: float
+    weight: float
+    points: float
+
+
+class Prediction(Envelope):
+    """One asset's prediction, the reply to a request and on `pdm.predictions.v1` (key: asset).
+
+    Parts are present when the asset type has a champion for them: `failure_*` (classifier)
+    and `rul_*` (remaining useful life quantiles). `health_score` is 0-100 (100 = healthy);
+    `health_formula` and `health_contributors` say how it was computed. `confidence` (0-1)
+    is reduced, with `confidence_reasons`, when sensors or history are missing or stale.
+    """
+
+    event_type: Literal["prediction.made"] = "prediction.made"
+    request_id: uuid.UUID | None = None
+    asset_id: str
+    asset_type: str
+    as_of: AwareDatetime | None = Field(None, description="Time of the newest reading used.")
+    models: dict[str, ModelRef] = Field(default_factory=dict, description="part -> model")
+    failure_probability: float | None = None
+    failure_horizon: str | None = None
+    failure_predicted: bool | None = None
+    decision_threshold: float | None = None
+    failure_modes: dict[str, float] = Field(default_factory=dict)
+    failure_modes_basis: str | None = None
+    rul_p10: float | None = None
+    rul_p50: float | None = None
+    rul_p90: float | None = None
+    rul_unit: str | None = None
+    health_score: float
+    health_formula: str
+    health_contributors: list[HealthContributor] = Field(default_factory=list)
+    top_factors: list[Factor] = Field(default_factory=list)
+    confidence: float
+    confidence_reasons: list[str] = Field(default_factory=list)
+
+
+class PredictionError(Envelope):
+    """The reply when a prediction cannot be made; `code` is stable, `message` says what is
+    missing (e.g. which sensors) and `missing` lists the names."""
+
+    event_type: Literal["prediction.error"] = "prediction.error"
+    request_id: uuid.UUID | None = None
+    asset_id: str | None = None
+    asset_type: str | None = None
+    code: str = Field(
+        description="invalid_request | unknown_asset_type | no_champion | missing_sensors | "
+        "insufficient_history | model_error"
+    )
+    message: str
+    missing: list[str] = Field(default_factory=list)

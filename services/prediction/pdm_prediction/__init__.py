@@ -1,0 +1,1 @@
+"""The prediction service: failure probability, RUL and health per asset, on request."""

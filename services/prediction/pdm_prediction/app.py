@@ -1,0 +1,52 @@
+"""Wiring of the prediction service: settings, broker, pool, champion models, probes."""
+
+from __future__ import annotations
+
+from faststream.asgi import AsgiFastStream
+
+from pdm_common import topics
+from pdm_common.broker import subscribe_reliably
+from pdm_common.service import ServiceKit
+from pdm_common.settings import CommonSettings
+from pdm_prediction.handlers import ModelsProcessor, RequestsProcessor, ServedModels
+from pdm_prediction.settings import PredictionSettings
+from pdm_prediction.storage import SERVICE, PredictionStore
+
+
+def create_app(
+    common: CommonSettings | None = None, settings: PredictionSettings | None = None
+) -> AsgiFastStream:
+    common = common or CommonSettings()
+    settings = settings or PredictionSettings()
+    kit = ServiceKit.create(common, SERVICE)
+    broker = kit.broker
+    store = PredictionStore()
+    models = ServedModels(common.mlflow_tracking_uri)
+
+    handler = kit.reliable
+    subscribe_reliably(
+        broker,
+        topics.PREDICTION_REQUESTS,
+        handler(RequestsProcessor(store, kit.publisher, models, settings)),
+        group_id=settings.group_id,
+        settings=common,
+        max_records=settings.batch_max_records,
+    )
+    # Every process must hear every model event: a group of its own, read from the start.
+    subscribe_reliably(
+        broker,
+        topics.MODELS,
+        handler(ModelsProcessor(models)),
+        group_id=f"{settings.group_id}.models.{models.instance}",
+        settings=common,
+        max_records=100,
+    )
+
+    async def start() -> None:
+        store.pool = await kit.start()
+
+    async def stop() -> None:
+        if store.pool is not None:
+            await store.pool.close()
+
+    return kit.app(database_ready=store.schema_ready, on_startup=[start], after_shutdown=[stop])
