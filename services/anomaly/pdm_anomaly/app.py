@@ -13,7 +13,7 @@ from faststream.asgi import AsgiFastStream
 from pdm_anomaly.alarms import AlarmBook, AlarmPolicy
 from pdm_anomaly.detectors.limits import load_limits
 from pdm_anomaly.handlers import CommandsProcessor, EventPublisher, ReadingsProcessor
-from pdm_anomaly.models import ModelsProcessor, SnapshotModels, detector_factory
+from pdm_anomaly.models import SnapshotModels, detector_factory
 from pdm_anomaly.settings import AnomalySettings
 from pdm_anomaly.storage import SERVICE, AlarmStore
 from pdm_common import topics
@@ -80,7 +80,7 @@ def create_app(
     subscribe_reliably(
         broker,
         topics.MODELS,
-        handler(ModelsProcessor(models)),
+        handler(models.processor()),
         group_id=f"{settings.group_id}.models.{models.instance}",
         settings=common,
         max_records=100,

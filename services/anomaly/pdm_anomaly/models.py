@@ -6,18 +6,15 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import structlog
-from pydantic import ValidationError
 
 from pdm_anomaly.detectors.univariate import UnivariateConfig, UnivariateDetector
 from pdm_anomaly.state import SnapshotModel, StreamingDetector
 from pdm_anomaly.storage import SERVICE
-from pdm_common.delivery import Delivery, DependencyUnavailable, Failure, PermanentError
-from pdm_common.events import ModelAliasMoved
-from pdm_common.registry import ChampionCache, RegistryError, RegistryUnavailable, model_name
-from pdm_common.telemetry import metrics
+from pdm_common.model_events import AliasMovedProcessor, record_model_in_use
+from pdm_common.registry import ChampionCache, RegistryError, model_name
 
 log = structlog.get_logger(__name__)
 
@@ -58,44 +55,12 @@ class SnapshotModels:
     async def _load(self, name: str) -> None:
         try:
             loaded = await self.cache.aget(name)
-            self.serving(name, loaded.version)
+            record_model_in_use(SERVICE, name, loaded.version)
         except RegistryError as exc:
             log.info("no multivariate model in use", model=name, reason=str(exc))
         finally:
             self._loading.pop(name, None)
 
-    def serving(self, name: str, version: str, previous: str | None = None) -> None:
-        if previous is not None and previous != version:
-            metrics.model_in_use.labels(SERVICE, name, previous).set(0)
-        metrics.model_in_use.labels(SERVICE, name, version).set(1)
-        log.info("model in use", model=name, version=version, previous=previous)
-
-
-class ModelsProcessor:
-    """`delivery.BatchProcessor` for `pdm.models.v1`: reload a champion whose alias moved."""
-
-    def __init__(self, models: SnapshotModels) -> None:
-        self.models = models
-
-    def decode(self, delivery: Delivery) -> ModelAliasMoved:
-        try:
-            return ModelAliasMoved.model_validate_json(delivery.value)
-        except ValidationError as exc:
-            raise PermanentError(str(exc.errors(include_url=False)[0]), reason="invalid") from None
-
-    async def process(self, items: Sequence[tuple[Delivery, ModelAliasMoved]]) -> list[Failure]:
-        failures: list[Failure] = []
-        for delivery, event in items:
-            if not event.model_name.startswith("anomaly-"):
-                continue
-            previous = self.models.cache.version(event.model_name)
-            try:
-                loaded = await self.models.cache.on_alias_moved(event)
-            except RegistryUnavailable as exc:
-                raise DependencyUnavailable(str(exc)) from exc
-            except RegistryError as exc:
-                failures.append(Failure(delivery, PermanentError(str(exc), reason="model_missing")))
-                continue
-            if loaded is not None:
-                self.models.serving(event.model_name, loaded.version, previous)
-        return failures
+    def processor(self) -> AliasMovedProcessor:
+        """Reloads for `pdm.models.v1` (anomaly models only)."""
+        return AliasMovedProcessor(self.cache, SERVICE, lambda name: name.startswith("anomaly-"))

@@ -8,7 +8,7 @@ from pdm_common import topics
 from pdm_common.broker import subscribe_reliably
 from pdm_common.service import ServiceKit
 from pdm_common.settings import CommonSettings
-from pdm_prediction.handlers import ModelsProcessor, RequestsProcessor, ServedModels
+from pdm_prediction.handlers import RequestsProcessor, ServedModels
 from pdm_prediction.settings import PredictionSettings
 from pdm_prediction.storage import SERVICE, PredictionStore
 
@@ -36,7 +36,7 @@ def create_app(
     subscribe_reliably(
         broker,
         topics.MODELS,
-        handler(ModelsProcessor(models)),
+        handler(models.processor()),
         group_id=f"{settings.group_id}.models.{models.instance}",
         settings=common,
         max_records=100,

@@ -38,16 +38,16 @@ from pdm_common.delivery import (
     PermanentError,
     Publisher,
 )
-from pdm_common.events import ModelAliasMoved, Prediction, PredictionError, PredictionRequest
+from pdm_common.events import Prediction, PredictionError, PredictionRequest
+from pdm_common.model_events import AliasMovedProcessor, record_model_in_use
 from pdm_common.registry import (
     ChampionCache,
     LoadedModel,
     ModelNotFound,
-    RegistryError,
     RegistryUnavailable,
     load_champion,
 )
-from pdm_common.telemetry import TRACE_HEADERS, metrics
+from pdm_common.telemetry import TRACE_HEADERS
 from pdm_prediction.serving import (
     FAILURE,
     FAILURE_HORIZON,
@@ -129,42 +129,12 @@ class ServedModels:
         first = self.cache.peek(name) is None
         loaded = await self.cache.aget(name)
         if first:
-            self.serving(name, loaded.version)
+            record_model_in_use(SERVICE, name, loaded.version)
         return loaded
 
-    def serving(self, name: str, version: str, previous: str | None = None) -> None:
-        if previous is not None and previous != version:
-            metrics.model_in_use.labels(SERVICE, name, previous).set(0)
-        metrics.model_in_use.labels(SERVICE, name, version).set(1)
-        log.info("model in use", model=name, version=version, previous=previous)
-
-
-class ModelsProcessor:
-    """`delivery.BatchProcessor` for `pdm.models.v1`: reload a champion whose alias moved."""
-
-    def __init__(self, models: ServedModels) -> None:
-        self.models = models
-
-    def decode(self, delivery: Delivery) -> ModelAliasMoved:
-        try:
-            return ModelAliasMoved.model_validate_json(delivery.value)
-        except ValidationError as exc:
-            raise PermanentError(describe(exc), reason="invalid") from None
-
-    async def process(self, items: Sequence[tuple[Delivery, ModelAliasMoved]]) -> list[Failure]:
-        failures: list[Failure] = []
-        for delivery, event in items:
-            previous = self.models.cache.version(event.model_name)
-            try:
-                loaded = await self.models.cache.on_alias_moved(event)
-            except RegistryUnavailable as exc:
-                raise DependencyUnavailable(str(exc)) from exc
-            except RegistryError as exc:
-                failures.append(Failure(delivery, PermanentError(str(exc), reason="model_missing")))
-                continue
-            if loaded is not None:
-                self.models.serving(event.model_name, loaded.version, previous)
-        return failures
+    def processor(self) -> AliasMovedProcessor:
+        """Reloads for `pdm.models.v1`."""
+        return AliasMovedProcessor(self.cache, SERVICE)
 
 
 # --------------------------------------------------------------------------------------------

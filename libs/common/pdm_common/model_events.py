@@ -1,0 +1,66 @@
+"""Serving side of `pdm.models.v1`: reload a champion when its alias moves, and say which
+version a service serves (log line + the `pdm_model_in_use` metric)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import structlog
+from pydantic import ValidationError
+
+from pdm_common.delivery import Delivery, DependencyUnavailable, Failure, PermanentError
+from pdm_common.events import ModelAliasMoved
+from pdm_common.registry import ChampionCache, RegistryError, RegistryUnavailable
+from pdm_common.telemetry import metrics
+
+log = structlog.get_logger(__name__)
+
+
+def record_model_in_use(service: str, name: str, version: str, previous: str | None = None) -> None:
+    if previous is not None and previous != version:
+        metrics.model_in_use.labels(service, name, previous).set(0)
+    metrics.model_in_use.labels(service, name, version).set(1)
+    log.info("model in use", model=name, version=version, previous=previous)
+
+
+class AliasMovedProcessor:
+    """`delivery.BatchProcessor` for `pdm.models.v1`: reload a champion whose alias moved.
+
+    Registry down pauses the consumer (the event is not lost); an event naming a model the
+    registry does not have is dead-lettered. Models a service does not serve are ignored.
+    """
+
+    def __init__(
+        self,
+        cache: ChampionCache,
+        service: str,
+        concerns: Callable[[str], bool] = lambda _name: True,
+    ) -> None:
+        self.cache = cache
+        self.service = service
+        self.concerns = concerns
+
+    def decode(self, delivery: Delivery) -> ModelAliasMoved:
+        try:
+            return ModelAliasMoved.model_validate_json(delivery.value)
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in err["loc"]) or "message"
+            raise PermanentError(f"{where}: {err['msg']}", reason="invalid") from None
+
+    async def process(self, items: Sequence[tuple[Delivery, ModelAliasMoved]]) -> list[Failure]:
+        failures: list[Failure] = []
+        for delivery, event in items:
+            if not self.concerns(event.model_name):
+                continue
+            previous = self.cache.version(event.model_name)
+            try:
+                loaded = await self.cache.on_alias_moved(event)
+            except RegistryUnavailable as exc:
+                raise DependencyUnavailable(str(exc)) from exc
+            except RegistryError as exc:
+                failures.append(Failure(delivery, PermanentError(str(exc), reason="model_missing")))
+                continue
+            if loaded is not None:
+                record_model_in_use(self.service, event.model_name, loaded.version, previous)
+        return failures
