@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -158,6 +160,21 @@ class ServiceKit:
             service=self.service,
             policy=self.policy,
             on_pause=self.paused,
+        )
+
+    def follow_model_events(self, processor: Any, group_prefix: str) -> None:
+        """Subscribe to `pdm.models.v1` so that *every* process hears every alias move: a
+        consumer group of its own per process (host + pid), read from the start."""
+        from pdm_common.broker import subscribe_reliably
+
+        instance = f"{socket.gethostname()}-{os.getpid()}"
+        subscribe_reliably(
+            self.broker,
+            topics.MODELS,
+            self.reliable(processor),
+            group_id=f"{group_prefix}.models.{instance}",
+            settings=self.common,
+            max_records=100,
         )
 
     async def start(self) -> AsyncConnectionPool:

@@ -76,15 +76,7 @@ def create_app(
         settings=common,
         max_records=500,
     )
-    # Every process must hear every model event: a group of its own, read from the start.
-    subscribe_reliably(
-        broker,
-        topics.MODELS,
-        handler(models.processor()),
-        group_id=f"{settings.group_id}.models.{models.instance}",
-        settings=common,
-        max_records=100,
-    )
+    kit.follow_model_events(models.processor(), settings.group_id)
     background: list[asyncio.Task[None]] = []
 
     async def start() -> None:

@@ -4,8 +4,6 @@ models per asset type served from the MLflow registry (reloaded on `pdm.models.v
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 from collections.abc import Callable
 
 import structlog
@@ -37,7 +35,6 @@ class SnapshotModels:
     def __init__(self, tracking_uri: str, *, enabled: bool = True) -> None:
         self.enabled = enabled
         self.cache = ChampionCache(tracking_uri)
-        self.instance = f"{socket.gethostname()}-{os.getpid()}"
         self._loading: dict[str, asyncio.Task[None]] = {}
 
     def get(self, asset_type: str | None) -> SnapshotModel | None:

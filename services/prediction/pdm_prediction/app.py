@@ -32,15 +32,7 @@ def create_app(
         settings=common,
         max_records=settings.batch_max_records,
     )
-    # Every process must hear every model event: a group of its own, read from the start.
-    subscribe_reliably(
-        broker,
-        topics.MODELS,
-        handler(models.processor()),
-        group_id=f"{settings.group_id}.models.{models.instance}",
-        settings=common,
-        max_records=100,
-    )
+    kit.follow_model_events(models.processor(), settings.group_id)
 
     async def start() -> None:
         store.pool = await kit.start()

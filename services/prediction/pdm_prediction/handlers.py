@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
 import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
@@ -123,7 +121,6 @@ class ServedModels:
 
     def __init__(self, tracking_uri: str, cache: ChampionCache | None = None) -> None:
         self.cache = cache or ChampionCache(tracking_uri, loader=_load, retry_after_s=10.0)
-        self.instance = f"{socket.gethostname()}-{os.getpid()}"
 
     async def get(self, name: str) -> LoadedModel:
         first = self.cache.peek(name) is None
