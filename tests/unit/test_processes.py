@@ -39,6 +39,10 @@ from pdm_common.stack.processes import (
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     """A live process that is NOT one of our servers."""
     proc = subprocess.Popen(["sleep", "60"])
+    # Right after fork the child's /proc cmdline can still be empty (it has not exec'd yet).
+    deadline = time.monotonic() + 5
+    while read_cmdline(proc.pid) != ["sleep", "60"] and time.monotonic() < deadline:
+        time.sleep(0.01)
     yield proc
     proc.kill()
     proc.wait()
