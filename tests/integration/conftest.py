@@ -47,6 +47,7 @@ def db_url(migrated_database_url: str) -> str:
             "TRUNCATE readings, assets, alarm_events, alarm_commands_applied, alarms, predictions "
             "CASCADE"
         )
+        conn.execute("UPDATE prediction_timer SET last_tick = '-infinity'")
     return migrated_database_url
 
 

@@ -94,6 +94,7 @@ def test_migrate_from_scratch_then_rerun_is_a_noop(fresh_db: str) -> None:
         "0002_readings_layout",
         "0003_alarms",
         "0004_predictions",
+        "0005_prediction_timer",
     ]
     assert any("storage branch: plain" in m for m in messages)
     recorded = _rows(fresh_db, "SELECT version, name, variant, applied_at FROM schema_migrations")
@@ -181,6 +182,7 @@ def test_concurrent_migrate_runs_are_serialised(fresh_db: str, tmp_path: Path) -
         "0002_readings_layout",
         "0003_alarms",
         "0004_predictions",
+        "0005_prediction_timer",
         "0009_slow",
     ]
     assert any("waiting for it to finish" in m for ms in messages for m in ms)

@@ -22,6 +22,7 @@ from pdm_common.training import ai4i
 from .harness import publish, read_topic
 
 DATA = Path(__file__).resolve().parents[3] / "shared/data/ai4i2020/ai4i2020.csv"
+CMAPSS = DATA.parents[1] / "cmapss"
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(not DATA.is_file(), reason=f"{DATA} not present"),
@@ -152,3 +153,183 @@ async def test_request_reply_errors_and_dead_letters(kafka, db_url, start_servic
     letters = await list_dead_letters(kafka, REQUESTS, idle_ms=800)
     assert len(letters) == 2
     assert all(letter.reason == "invalid" for letter in letters)
+
+
+def _train_milling(mlflow_uri: str, name: str):
+    frame = ai4i.load_ai4i(DATA)
+    small, _ = ai4i.split_holdout(frame, test_size=0.8, seed=1)
+    train, test = ai4i.split_holdout(small, 0.25, seed=42)
+    result = ai4i.train_ai4i(train, test, CONFIG)
+    version = ai4i.register_ai4i(result, tracking_uri=mlflow_uri, name=name)
+    registry.promote_if_better(
+        name, version.version, metric="holdout_f1", higher_is_better=True, tracking_uri=mlflow_uri
+    )
+    return result, version
+
+
+def _store(db_url: str, rows: list[tuple]) -> None:
+    with psycopg.connect(db_url) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO readings (time, asset_id, sensor, value) VALUES (%s, %s, %s, %s)", rows
+        )
+
+
+async def test_batches_alarms_timer_turbofan_and_promotion(
+    kafka, db_url, start_service, mlflow_uri
+):
+    """One service, every trigger: a batch request (parts, errors in place), an alarm event,
+    the periodic timer, an RUL from stored turbofan history equal to the model's own answer,
+    and a promotion event that switches the served version without a restart."""
+    from datetime import timedelta
+
+    from pdm_common.events import AlarmEvent
+    from pdm_common.training import cmapss
+
+    tag = uuid.uuid4().hex[:8]
+    failure_name, rul_name = f"failure-it{tag}", f"rul-it{tag}"
+    result, v1 = _train_milling(mlflow_uri, failure_name)
+    full = cmapss.load_subset(CMAPSS, "FD001")
+    data = cmapss.CmapssData(
+        "FD001",
+        full.train[full.train["unit"] <= 15],
+        full.test[full.test["unit"] <= 5],
+        full.test_rul.loc[:5],
+    )
+    rul = cmapss.train_cmapss(data, cmapss.RulConfig(windows=(5, 10), n_splits=3, n_estimators=40))
+    rul_version = cmapss.register(rul, mlflow_uri, name=rul_name)
+    cmapss.promote(rul, rul_version, mlflow_uri)
+
+    now = datetime.now(UTC)
+    mills = [f"mill-{tag}-{i}" for i in range(3)]
+    engine = f"engine-{tag}"
+    rows = [(now, a, s, v) for a in mills for s, v in (READINGS | {"quality_code": 1.0}).items()]
+    unit = data.test[data.test["unit"] == 3].reset_index(drop=True)
+    sensors = [c for c in unit.columns if c != "unit"]
+    start = now - timedelta(minutes=len(unit))
+    for i, rec in unit.iterrows():
+        rows += [(start + timedelta(minutes=int(i)), engine, s, float(rec[s])) for s in sensors]
+    _store(db_url, rows)
+    with psycopg.connect(db_url) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO assets (asset_id, asset_type) VALUES (%s, %s)",
+            [(m, "milling") for m in mills] + [(engine, "turbofan"), (f"idle-{tag}", "milling")],
+        )
+
+    service = start_service(
+        "prediction",
+        PDM_MLFLOW_TRACKING_URI=mlflow_uri,
+        PDM_PREDICTION_ROUTES=json.dumps(
+            {"milling": {"failure": failure_name}, "turbofan": {"rul": rul_name}}
+        ),
+        PDM_PREDICTION_REPLY_PART_SIZE="2",
+        PDM_PREDICTION_PERIODIC_INTERVAL_S="3",
+        PDM_PREDICTION_HISTORY_ROWS="40",
+    )
+    reply_topic = f"it.replies.{tag}"
+    await ensure_topics(kafka, [reply_topic], partitions=1)
+    batch = {
+        "requests": [
+            {"asset_id": mills[0], "asset_type": "milling"},
+            {"asset_id": f"ghost-{tag}", "asset_type": "milling"},  # no readings
+            {"asset_id": engine, "asset_type": "turbofan"},
+            {"asset_id": mills[1], "asset_type": "pump"},  # no model serves pumps
+            {
+                "asset_id": mills[2],
+                "asset_type": "milling",
+                "readings": READINGS,
+                "attributes": {"quality": "M"},
+            },
+        ]
+    }
+    await publish(
+        kafka, [batch], topic=REQUESTS, headers={"reply_to": reply_topic, "correlation_id": "b1"}
+    )
+    try:
+        parts = [json.loads(r.value) for r in await replies(kafka, reply_topic, 3, timeout=90)]
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{service.tail()}") from None
+    assert sorted((p["part"], p["parts"], p["requests"]) for p in parts) == [
+        (1, 3, 5),
+        (2, 3, 5),
+        (3, 3, 5),
+    ]
+    made = {p["asset_id"]: p for part in parts for p in part["predictions"]}
+    errors = {e["asset_id"]: e for part in parts for e in part["errors"]}
+    assert set(made) == {mills[0], engine, mills[2]}
+    assert errors[f"ghost-{tag}"]["code"] == "missing_sensors"
+    assert errors[mills[1]]["code"] == "unknown_asset_type"
+    assert made[mills[0]]["failure_probability"] == pytest.approx(
+        made[mills[2]]["failure_probability"]
+    )
+    assert made[mills[0]]["models"]["failure"]["version"] == v1.version
+
+    e = made[engine]  # the stored history gives what the model itself says for those rows
+    expected = rul.model.predict_history(unit[sensors].tail(40).reset_index(drop=True))
+    assert (e["rul_p10"], e["rul_p50"], e["rul_p90"]) == pytest.approx(
+        (expected["p10"], expected["p50"], expected["p90"])
+    )
+    assert e["rul_p10"] <= e["rul_p50"] <= e["rul_p90"] and e["failure_probability"] is None
+    assert e["models"] == {"rul": {"name": rul_name, "version": rul_version.version}}
+
+    alarm = AlarmEvent(
+        source="anomaly",
+        event_type="alarm.opened",
+        alarm_id=uuid.uuid4(),
+        asset_id=mills[1],
+        asset_type="milling",
+        condition="torque:level",
+        severity="major",
+        detector="univariate",
+        score=1.0,
+        threshold=0.5,
+        opened_at=now,
+    )
+    await publish(
+        kafka, [alarm.model_dump(mode="json")] * 2, topic="pdm.anomalies.v1"
+    )  # + a duplicate
+
+    async def predictions_where(check, timeout: float = 60) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [
+                json.loads(r.value)
+                for r in await read_topic(kafka, "pdm.predictions.v1", idle_ms=500)
+            ]
+            if matched := [p for p in found if check(p)]:
+                return matched
+            await asyncio.sleep(0.5)
+        raise AssertionError(f"no prediction matched after {timeout}s\n{service.tail()}")
+
+    by_alarm = await predictions_where(lambda p: p["trigger"] == "alarm")
+    assert {p["asset_id"] for p in by_alarm} == {mills[1]}
+    assert len({p["event_id"] for p in by_alarm}) == 1  # the duplicate alarm: same event id
+    periodic = await predictions_where(
+        lambda p: p["trigger"] == "periodic" and p["asset_id"] == engine
+    )
+    assert periodic[0]["rul_p50"] == pytest.approx(e["rul_p50"])
+    periodic_assets = {
+        p["asset_id"] for p in await predictions_where(lambda p: p["trigger"] == "periodic")
+    }
+    assert f"idle-{tag}" not in periodic_assets  # registered, but never reported
+
+    v2 = ai4i.register_ai4i(result, tracking_uri=mlflow_uri, name=failure_name)
+    decision = registry.promote_if_better(
+        failure_name,
+        v2.version,
+        metric="holdout_f1",
+        higher_is_better=True,
+        tracking_uri=mlflow_uri,
+    )
+    assert decision.moved  # as good as the champion is good enough
+    await publish(kafka, [decision.to_event("test").model_dump(mode="json")], topic="pdm.models.v1")
+    newest = await predictions_where(
+        lambda p: (
+            p["trigger"] == "periodic"
+            and p["asset_id"] == mills[0]
+            and p["models"]["failure"]["version"] == v2.version
+        ),
+        timeout=90,
+    )
+    assert newest[0]["failure_probability"] == pytest.approx(made[mills[0]]["failure_probability"])
+    letters = await list_dead_letters(kafka, REQUESTS, idle_ms=500)
+    assert letters == []  # periodic and alarm requests that fail are not dead-lettered

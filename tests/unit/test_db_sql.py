@@ -217,6 +217,7 @@ def test_shipped_migrations_are_ordered_and_packaged() -> None:
         "0002_readings_layout",
         "0003_alarms",
         "0004_predictions",
+        "0005_prediction_timer",
     ]
     assert (mig.MIGRATIONS_DIR / "0001_initial.sql").is_file()
     (initial,) = found[0].render("plain", settings())
@@ -241,6 +242,7 @@ def test_plan_without_database_shows_every_step() -> None:
         "0002_readings_layout",
         "0003_alarms",
         "0004_predictions",
+        "0005_prediction_timer",
     ]
     assert planned.steps[1].statements == mig.timescale_statements(settings())
     with pytest.raises(ValueError, match="variant"):

@@ -201,3 +201,186 @@ def test_rul_needs_history_and_context_and_tolerates_some_missing_sensors() -> N
     assert confidence.value < 1.0
     assert any("s4" in r for r in confidence.reasons)  # missing sensor named
     assert any("6 rows" in r for r in confidence.reasons)  # shorter than the 10-row window
+
+
+def test_batch_scoring_equals_one_by_one() -> None:
+    from pdm_prediction.serving import failure_features, predict_failures
+
+    servable = _tiny_failure_model()
+    base = {
+        "air_temperature": 300.0,
+        "process_temperature": 310.0,
+        "rotational_speed": 1400.0,
+        "quality": "M",
+    }
+    snapshots = [base | {"torque": 20.0 + 5 * i, "tool_wear": 20.0 * i} for i in range(12)]
+    batch = predict_failures(servable, [failure_features(s) for s in snapshots], k=3)
+    for snapshot, together in zip(snapshots, batch, strict=True):
+        alone = predict_failure(servable, snapshot, k=3)
+        assert together.probability == pytest.approx(alone.probability, abs=1e-12)
+        assert together.modes == pytest.approx(alone.modes)
+        assert [f.feature for f in together.factors] == [f.feature for f in alone.factors]
+    assert len({round(r.probability, 9) for r in batch}) > 1  # the rows really differ
+    assert predict_failures(servable, []) == []
+
+
+def test_a_batch_request_is_told_apart_from_a_single_one_and_bounded() -> None:
+    from pdm_common.events import MAX_BATCH_REQUESTS, PredictionBatchRequest
+    from pdm_prediction.handlers import decode_request
+
+    one = {"asset_id": "m-1", "asset_type": "milling"}
+    assert isinstance(decode_request(json.dumps(one).encode()), PredictionRequest)
+    batch = decode_request(json.dumps({"requests": [one, one | {"asset_id": "m-2"}]}).encode())
+    assert isinstance(batch, PredictionBatchRequest) and len(batch.requests) == 2
+    for bad, where in (
+        ({"requests": []}, "requests"),
+        ({"requests": [one] * (MAX_BATCH_REQUESTS + 1)}, "requests"),
+        ({"requests": [{"asset_id": "m-1"}]}, "requests.0.asset_type"),
+        ({"asset_id": "m-1", "asset_type": "milling", "trigger": "cron"}, "trigger"),
+    ):
+        decoded = decode_request(json.dumps(bad).encode())
+        assert isinstance(decoded, Malformed) and decoded.error.startswith(where), decoded
+    assert isinstance(decode_request(b"[1, 2"), Malformed)
+
+
+def test_batch_replies_are_split_into_numbered_parts_in_request_order() -> None:
+    from pdm_common.events import Prediction, PredictionBatchRequest
+    from pdm_prediction.handlers import batch_replies
+
+    requests = [PredictionRequest(asset_id=f"m-{i}", asset_type="milling") for i in range(5)]
+    batch = PredictionBatchRequest(requests=requests)
+    outcomes: list = []
+    for i, r in enumerate(requests):
+        if i == 2:
+            outcomes.append(error_event(r, ServingError("missing_sensors", "no torque")))
+        else:
+            outcomes.append(
+                Prediction(
+                    source="t",
+                    asset_id=r.asset_id,
+                    asset_type="milling",
+                    request_id=r.request_id,
+                    health_score=50.0,
+                    health_formula="f",
+                    confidence=1.0,
+                )
+            )
+    parts = batch_replies(batch, outcomes, part_size=2)
+    assert [(p.part, p.parts, p.requests) for p in parts] == [(1, 3, 5), (2, 3, 5), (3, 3, 5)]
+    assert [p.asset_id for p in parts[0].predictions] == ["m-0", "m-1"]
+    assert [e.asset_id for e in parts[1].errors] == ["m-2"]
+    assert [p.asset_id for p in parts[1].predictions] == ["m-3"]
+    assert all(p.batch_id == batch.batch_id for p in parts)
+
+
+def test_alarms_become_one_request_per_asset_with_a_stable_id() -> None:
+    from pdm_common.events import AlarmEvent
+    from pdm_prediction.handlers import alarm_requests
+
+    now = datetime.now(UTC)
+
+    def alarm(asset: str, kind: str, asset_type: str | None = "milling") -> AlarmEvent:
+        return AlarmEvent(
+            source="anomaly",
+            event_type=kind,  # type: ignore[arg-type]
+            alarm_id=uuid.uuid4(),
+            asset_id=asset,
+            asset_type=asset_type,
+            condition="torque:level",
+            severity="major",
+            detector="univariate",
+            score=1.0,
+            threshold=0.5,
+            opened_at=now,
+        )
+
+    events = [
+        alarm("m-1", "alarm.opened"),
+        alarm("m-1", "alarm.escalated"),
+        alarm("m-2", "alarm.cleared"),
+        alarm("m-3", "alarm.acknowledged"),
+        alarm("p-1", "alarm.opened", "pump"),  # no model serves pumps
+        alarm("x-1", "alarm.opened", None),
+    ]
+    requests = alarm_requests(events, DEFAULT_ROUTES)
+    assert [(r.asset_id, r.trigger) for r in requests] == [("m-1", "alarm")]
+    assert requests[0].request_id == alarm_requests(events, DEFAULT_ROUTES)[0].request_id
+    assert requests[0].request_id != alarm_requests(events[:1], DEFAULT_ROUTES)[0].request_id
+
+
+async def test_processor_answers_batches_skips_periodic_errors_and_dead_letters_the_unanswerable():
+    from pdm_common.delivery import Outgoing
+    from pdm_common.events import Prediction
+    from pdm_prediction.handlers import RequestsProcessor
+
+    class Predictor:
+        async def predict_many(self, requests):
+            return [
+                ServingError("missing_sensors", "no data", ["torque"])
+                if r.asset_id.startswith("b")
+                else Prediction(
+                    source="t",
+                    asset_id=r.asset_id,
+                    asset_type=r.asset_type,
+                    request_id=r.request_id,
+                    trigger=r.trigger,
+                    health_score=90.0,
+                    health_formula="f",
+                    confidence=1.0,
+                )
+                for r in requests
+            ]
+
+    class Store:
+        def __init__(self) -> None:
+            self.recorded: list = []
+
+        async def record(self, predictions):
+            self.recorded += predictions
+
+    class Publisher:
+        def __init__(self) -> None:
+            self.sent: list[Outgoing] = []
+
+        async def publish_many(self, messages):
+            self.sent += messages
+
+    def delivery(offset: int, body: dict | bytes, reply_to: str | None = "replies") -> Delivery:
+        value = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers = {"correlation_id": f"c{offset}"} | ({"reply_to": reply_to} if reply_to else {})
+        return Delivery("req", 0, offset, None, value, headers, 0)
+
+    store, publisher = Store(), Publisher()
+    proc = RequestsProcessor(store, publisher, Predictor(), PredictionSettings(reply_part_size=2))  # type: ignore[arg-type]
+    m = {"asset_type": "milling"}
+    deliveries = [
+        delivery(0, {"asset_id": "m-1"} | m),
+        delivery(1, {"requests": [{"asset_id": f"{p}-{i}"} | m for i, p in enumerate("mmbm")]}),
+        delivery(2, {"asset_id": "bad-1", "trigger": "periodic"} | m, reply_to=None),
+        delivery(3, {"asset_id": "bad-2"} | m, reply_to=None),
+        delivery(4, {"asset_id": "bad-3"} | m),
+        delivery(5, b"{", reply_to=None),
+    ]
+    failures = await proc.process([(d, proc.decode(d)) for d in deliveries])
+
+    assert sorted((f.delivery.offset, f.error.reason) for f in failures) == [
+        (3, "missing_sensors"),
+        (5, "invalid"),
+    ]
+    assert sorted(p.asset_id for p in store.recorded) == ["m-0", "m-1", "m-1", "m-3"]
+    events = [o for o in publisher.sent if o.topic == "pdm.predictions.v1"]
+    assert len(events) == 4
+    replies = [
+        (o.headers["correlation_id"], json.loads(o.value))
+        for o in publisher.sent
+        if o.topic == "replies"
+    ]
+    by_cid: dict[str, list] = {}
+    for cid, body in replies:
+        by_cid.setdefault(cid, []).append(body)
+    assert [b["event_type"] for b in by_cid["c0"]] == ["prediction.made"]
+    assert [(b["part"], b["parts"]) for b in by_cid["c1"]] == [(1, 2), (2, 2)]
+    assert sum(len(b["predictions"]) for b in by_cid["c1"]) == 3
+    assert [e["asset_id"] for b in by_cid["c1"] for e in b["errors"]] == ["b-2"]
+    assert by_cid["c4"][0]["code"] == "missing_sensors"
+    assert set(by_cid) == {"c0", "c1", "c4"}

@@ -22,6 +22,9 @@ from pdm_common.events import (
     GatewayMessage,
     ModelAliasMoved,
     Prediction,
+    PredictionBatch,
+    PredictionBatchRequest,
+    PredictionError,
     PredictionRequest,
     ReadingsValidated,
 )
@@ -54,9 +57,18 @@ CONTRACT: dict[str, tuple[Any, str]] = {
         "Acknowledge or assign an alarm; applied once per command_id. Key: alarm id.",
     ),
     topics.PREDICTION_REQUESTS: (
-        PredictionRequest,
-        "Ask for a prediction (Kafka request/reply): the answer goes to the `reply_to` header "
-        "topic with the same `correlation_id`, as a Prediction or a PredictionError. Key: asset.",
+        PredictionRequest | PredictionBatchRequest,
+        "Ask for a prediction (Kafka request/reply): one asset, or a batch of up to 1,000 "
+        "(`requests`). The answer goes to the `reply_to` header topic with the same "
+        "`correlation_id`: a Prediction or a PredictionError, or for a batch numbered "
+        "PredictionBatch parts. The service's own timer and alarm events queue requests here "
+        "too (`trigger`). Key: asset id.",
+    ),
+    "{reply_to}": (
+        Prediction | PredictionError | PredictionBatch,
+        "Replies of the prediction service, on the topic a request named in its `reply_to` "
+        "header, with the request's `correlation_id` header. Not a platform topic: the "
+        "requester owns it (no retry or DLQ companions).",
     ),
     topics.PREDICTIONS: (
         Prediction,
@@ -75,6 +87,8 @@ def build(version: str = "1.0.0") -> dict[str, Any]:
     broker = KafkaBroker("kafka:9092", description="Predictive-maintenance platform topics")
     for topic, (schema, description) in CONTRACT.items():
         broker.publisher(topic, schema=schema, title=topic, description=description)
+        if topic.startswith("{"):
+            continue
         for companion, what in (
             (topics.retry_topic(topic), "retry (with pdm-not-before)"),
             (topics.dlq_topic(topic), "dead letters"),

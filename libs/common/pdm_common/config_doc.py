@@ -7,6 +7,7 @@ from it, so documentation cannot drift from code.
 from __future__ import annotations
 
 import importlib
+import json
 
 from pydantic_settings import BaseSettings
 
@@ -39,8 +40,11 @@ def rows() -> list[tuple[str, str, str]]:
         cls = _load(path)
         prefix = cls.model_config.get("env_prefix", "")
         for name, field in cls.model_fields.items():
-            default = field.default
-            shown = "" if default is None else str(default)
+            default = field.get_default(call_default_factory=True)
+            if isinstance(default, dict | list):
+                shown = json.dumps(default, separators=(",", ":"))
+            else:
+                shown = "" if default is None else str(default)
             out.append(((prefix + name).upper(), shown, field.description or ""))
     return out
 

@@ -170,6 +170,10 @@ class ModelAliasMoved(Envelope):
     decision: str | None = Field(None, description="Why the alias moved (or did not).")
 
 
+#: Why a prediction was made: a client asked, the periodic timer, or an alarm on the asset.
+Trigger = Literal["request", "periodic", "alarm"]
+
+
 class PredictionRequest(BaseModel):
     """A request on `pdm.prediction.requests.v1` (key: asset id) for one asset's prediction.
 
@@ -182,6 +186,12 @@ class PredictionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     request_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    trigger: Trigger = Field(
+        "request",
+        description="`request` (a client), `periodic` (the service's timer) or `alarm` (an "
+        "alarm opened or escalated on the asset). A periodic or alarm request that cannot be "
+        "answered is counted and logged, not dead-lettered: nobody waits for it.",
+    )
     asset_id: AssetId
     asset_type: Annotated[str, StringConstraints(pattern=SENSOR_PATTERN)]
     readings: dict[SensorName, SensorValue] | None = Field(
@@ -196,6 +206,24 @@ class PredictionRequest(BaseModel):
         max_length=10_000,
         description="Rows of sensor values, oldest first (instead of stored history).",
     )
+
+
+#: Most requests one batch may carry (`/v1/predict/batch`).
+MAX_BATCH_REQUESTS = 1000
+
+
+class PredictionBatchRequest(BaseModel):
+    """Many assets in one message on `pdm.prediction.requests.v1` (told apart from a single
+    request by its `requests` field), scored together.
+
+    Answered on the `reply_to` topic with `PredictionBatch` parts (same `correlation_id`):
+    `parts` messages that together hold one prediction or one error per request.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    requests: list[PredictionRequest] = Field(min_length=1, max_length=MAX_BATCH_REQUESTS)
 
 
 class ModelRef(BaseModel):
@@ -232,6 +260,7 @@ class Prediction(Envelope):
 
     event_type: Literal["prediction.made"] = "prediction.made"
     request_id: uuid.UUID | None = None
+    trigger: Trigger = "request"
     asset_id: str
     asset_type: str
     as_of: AwareDatetime | None = Field(None, description="Time of the newest reading used.")
@@ -268,3 +297,17 @@ class PredictionError(Envelope):
     )
     message: str
     missing: list[str] = Field(default_factory=list)
+
+
+class PredictionBatch(Envelope):
+    """One part of the reply to a `PredictionBatchRequest`: parts are numbered `1..parts`
+    and hold, between them, one prediction or one error per request (in request order
+    within a part). Split so that no reply outgrows the broker's message size limit."""
+
+    event_type: Literal["prediction.batch"] = "prediction.batch"
+    batch_id: uuid.UUID
+    part: int = Field(ge=1)
+    parts: int = Field(ge=1)
+    requests: int = Field(ge=1, description="Requests in the whole batch.")
+    predictions: list[Prediction] = Field(default_factory=list)
+    errors: list[PredictionError] = Field(default_factory=list)

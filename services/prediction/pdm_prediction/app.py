@@ -8,9 +8,11 @@ from pdm_common import topics
 from pdm_common.broker import subscribe_reliably
 from pdm_common.service import ServiceKit
 from pdm_common.settings import CommonSettings
-from pdm_prediction.handlers import RequestsProcessor, ServedModels
+from pdm_prediction.handlers import AlarmsProcessor, RequestsProcessor
+from pdm_prediction.predictor import Predictor, ServedModels
 from pdm_prediction.settings import PredictionSettings
 from pdm_prediction.storage import SERVICE, PredictionStore
+from pdm_prediction.timer import PeriodicScorer
 
 
 def create_app(
@@ -23,12 +25,23 @@ def create_app(
     store = PredictionStore()
     models = ServedModels(common.mlflow_tracking_uri)
 
+    timer = PeriodicScorer(store, kit.publisher, settings)
     handler = kit.reliable
     subscribe_reliably(
         broker,
         topics.PREDICTION_REQUESTS,
-        handler(RequestsProcessor(store, kit.publisher, models, settings)),
+        handler(
+            RequestsProcessor(store, kit.publisher, Predictor(store, models, settings), settings)
+        ),
         group_id=settings.group_id,
+        settings=common,
+        max_records=settings.batch_max_records,
+    )
+    subscribe_reliably(
+        broker,
+        topics.ANOMALIES,
+        handler(AlarmsProcessor(kit.publisher, settings)),
+        group_id=f"{settings.group_id}.alarms",
         settings=common,
         max_records=settings.batch_max_records,
     )
@@ -36,8 +49,10 @@ def create_app(
 
     async def start() -> None:
         store.pool = await kit.start()
+        timer.start()
 
     async def stop() -> None:
+        await timer.stop()
         if store.pool is not None:
             await store.pool.close()
 

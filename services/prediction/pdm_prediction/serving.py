@@ -169,14 +169,16 @@ class ModeBoosters:
             boosters={k: lgb.Booster(model_str=v) for k, v in data["models"].items()},
         )
 
-    def proba(self, row: Mapping[str, float]) -> dict[str, float]:
-        x = pd.DataFrame([dict(row)])[list(self.features)]
+    def proba(self, rows: pd.DataFrame) -> list[dict[str, float]]:
+        """Mode probabilities of each feature row (empty dicts if the columns cannot map)."""
+        x = rows[list(self.features)]
         if self.strategy == "multiclass":
-            out = np.asarray(self.boosters["all"].predict(x), dtype=float).reshape(1, -1)[0]
-            if len(out) != len(self.modes):  # a class absent in training: cannot map columns
-                return {}
-            return {m: float(v) for m, v in zip(self.modes, out, strict=True)}
-        return {m: float(np.asarray(self.boosters[m].predict(x))[0]) for m in self.modes}
+            out = np.asarray(self.boosters["all"].predict(x), dtype=float).reshape(len(x), -1)
+            if out.shape[1] != len(self.modes):  # a class absent in training
+                return [{} for _ in range(len(x))]
+            return [dict(zip(self.modes, map(float, r), strict=True)) for r in out]
+        cols = {m: np.asarray(self.boosters[m].predict(x), dtype=float) for m in self.modes}
+        return [{m: float(cols[m][i]) for m in self.modes} for i in range(len(x))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,12 +214,9 @@ class FailureResult:
     factors: list[Factor]
 
 
-def predict_failure(
-    servable: FailureServable, snapshot: Mapping[str, object], k: int = 3
-) -> FailureResult:
-    """P(failure), the failure modes and the top TreeSHAP factors of one snapshot."""
-    from pdm_common.training.ai4i import top_contributions
-
+def failure_features(snapshot: Mapping[str, object]) -> dict[str, float]:
+    """The classifier's feature row of one snapshot, or a `ServingError` naming what is
+    missing or invalid."""
     missing = [s for s in (*machining.SENSORS, machining.QUALITY) if _absent(snapshot.get(s))]
     if missing:
         raise ServingError(
@@ -227,25 +226,43 @@ def predict_failure(
             missing,
         )
     try:
-        row = machining.features_row(snapshot)
+        return machining.features_row(snapshot)
     except ValueError as exc:
         raise ServingError("invalid_request", str(exc)) from None
-    frame = pd.DataFrame([row])[list(machining.FEATURES)]
-    probability = float(np.asarray(servable.classifier.predict_proba(frame))[0, 1])
-    factors = [
-        Factor(feature=name, contribution=value, value=row[name])
-        for name, value in top_contributions(servable.classifier, row, k)[0]
+
+
+def predict_failures(
+    servable: FailureServable, rows: Sequence[Mapping[str, float]], k: int = 3
+) -> list[FailureResult]:
+    """P(failure), failure modes and top TreeSHAP factors of many feature rows at once: one
+    call per booster for the whole batch (a LightGBM call costs ~0.3 ms however few rows)."""
+    from pdm_common.training.ai4i import top_contributions
+
+    if not rows:
+        return []
+    frame = pd.DataFrame(list(rows))[list(machining.FEATURES)]
+    probabilities = np.asarray(servable.classifier.predict_proba(frame), dtype=float)[:, 1]
+    contributions = top_contributions(servable.classifier, frame, k)
+    modes = servable.modes.proba(frame) if servable.modes is not None else [{}] * len(rows)
+    strategy = servable.modes.strategy if servable.modes is not None else None
+    return [
+        FailureResult(
+            float(p),
+            bool(p >= servable.threshold),
+            servable.threshold,
+            m,
+            MODES_BASIS.get(strategy) if strategy and m else None,
+            [Factor(feature=n, contribution=c, value=row[n]) for n, c in factors],
+        )
+        for p, factors, m, row in zip(probabilities, contributions, modes, rows, strict=True)
     ]
-    modes = servable.modes.proba(row) if servable.modes is not None else {}
-    basis = MODES_BASIS.get(servable.modes.strategy) if servable.modes and modes else None
-    return FailureResult(
-        probability,
-        probability >= servable.threshold,
-        servable.threshold,
-        modes,
-        basis,
-        factors,
-    )
+
+
+def predict_failure(
+    servable: FailureServable, snapshot: Mapping[str, object], k: int = 3
+) -> FailureResult:
+    """One snapshot's failure prediction (see `predict_failures`)."""
+    return predict_failures(servable, [failure_features(snapshot)], k)[0]
 
 
 def _absent(value: object) -> bool:

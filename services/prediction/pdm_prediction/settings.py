@@ -41,4 +41,17 @@ class PredictionSettings(BaseSettings):
         description="Sensors of one stored snapshot read further apart than this reduce the "
         "confidence.",
     )
+    reply_part_size: int = Field(
+        200,
+        ge=1,
+        le=1000,
+        description="Predictions per reply message of a batch request (keeps each reply "
+        "under the broker's message size limit).",
+    )
+    periodic_interval_s: float = Field(
+        300.0,
+        ge=0,
+        description="Re-assess every asset of a served type that reported recently this "
+        "often (one replica queues the round); 0 turns the timer off.",
+    )
     top_factors: int = Field(3, ge=1, le=20, description="TreeSHAP factors per prediction.")

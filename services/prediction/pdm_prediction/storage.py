@@ -3,7 +3,6 @@ asset's latest `readings` for features (the cross-service read DESIGN.md allows)
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -12,7 +11,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from pdm_common.db.pool import tables_exist
-from pdm_common.db.queries import latest_readings
+from pdm_common.db.queries import latest_readings_many, recent_rows_many
 from pdm_common.events import Prediction
 
 SERVICE = "prediction"
@@ -29,37 +28,54 @@ class PredictionStore:
         return self.pool
 
     async def schema_ready(self) -> bool:
-        return await tables_exist(self.pool, ("predictions", "readings"))
+        return await tables_exist(
+            self.pool, ("predictions", "prediction_timer", "readings", "assets")
+        )
 
-    async def latest(self, asset_id: str, since: datetime) -> dict[str, tuple[datetime, float]]:
-        """Newest `(time, value)` per sensor of the asset, no older than `since`."""
+    async def latest(
+        self, asset_ids: Sequence[str], sensors: Sequence[str], since: datetime
+    ) -> dict[str, dict[str, tuple[datetime, float]]]:
+        """Newest `(time, value)` per named sensor of each asset, no older than `since`."""
         async with self._pool.connection() as conn:
-            return await latest_readings(conn, asset_id, since)
+            return await latest_readings_many(conn, asset_ids, sensors, since)
 
     async def history(
-        self, asset_id: str, anchor_sensor: str, rows: int, since: datetime
-    ) -> tuple[list[dict[str, float]], list[datetime]]:
-        """The last `rows` timestamps of the asset (found on `anchor_sensor`, a backward scan
-        of the primary key), every sensor's values pivoted per timestamp, oldest first."""
+        self,
+        asset_ids: Sequence[str],
+        anchor: str,
+        sensors: Sequence[str],
+        rows: int,
+        since: datetime,
+    ) -> dict[str, tuple[list[dict[str, float]], list[datetime]]]:
+        """The last `rows` timestamps of each asset, sensor values pivoted, oldest first."""
+        async with self._pool.connection() as conn:
+            return await recent_rows_many(conn, asset_ids, anchor, sensors, rows, since)
+
+    async def claim_tick(self, interval_s: float) -> bool:
+        """Whether this replica runs the periodic round now: true for exactly one caller per
+        interval across replicas (a conditional UPDATE of one row)."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT min(t.time) FROM (SELECT time FROM readings WHERE asset_id = %s "
-                "AND sensor = %s AND time >= %s ORDER BY time DESC LIMIT %s) AS t",
-                (asset_id, anchor_sensor, since, rows),
+                "UPDATE prediction_timer SET last_tick = now() WHERE name = 'periodic' "
+                "AND last_tick <= now() - make_interval(secs => %s) RETURNING 1",
+                (interval_s,),
             )
-            first = await cur.fetchone()
-            if first is None or first[0] is None:
-                return [], []
+            return await cur.fetchone() is not None
+
+    async def periodic_assets(
+        self, asset_types: Sequence[str], since: datetime
+    ) -> list[tuple[str, str]]:
+        """`(asset_id, asset_type)` of registered assets of the served types that sent a
+        reading since `since` (silent assets are not re-scored). Reads `assets`, the asset
+        registry ingest owns, as the feature windows read `readings`."""
+        async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT time, sensor, value FROM readings WHERE asset_id = %s AND time >= %s "
-                "ORDER BY time",
-                (asset_id, first[0]),
+                "SELECT a.asset_id, a.asset_type FROM assets a WHERE a.asset_type = ANY(%s) "
+                "AND EXISTS (SELECT 1 FROM readings r WHERE r.asset_id = a.asset_id "
+                "AND r.time >= %s) ORDER BY a.asset_id",
+                (list(asset_types), since),
             )
-            pivot: dict[datetime, dict[str, float]] = defaultdict(dict)
-            for time, sensor, value in await cur.fetchall():
-                pivot[time][sensor] = value
-        times = sorted(pivot)
-        return [pivot[t] for t in times], times
+            return [(str(a), str(t)) for a, t in await cur.fetchall()]
 
     async def record(self, predictions: Sequence[Prediction]) -> None:
         """Store predictions in one transaction (a redelivered request is a no-op)."""

@@ -9,6 +9,7 @@ not. The origin is written with an explicit `+00` so the session time zone canno
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, get_args
@@ -154,3 +155,84 @@ async def timescale_enabled(conn: AsyncConnection[Any]) -> bool:
     )
     row = await cur.fetchone()
     return bool(row and row[0])
+
+
+async def latest_readings_many(
+    conn: AsyncConnection[Any],
+    asset_ids: Sequence[str],
+    sensors: Sequence[str],
+    since: datetime,
+) -> dict[str, dict[str, tuple[datetime, float]]]:
+    """Newest `(time, value)` of each named sensor of many assets, in one round trip: one
+    backward primary-key probe per (asset, sensor), so the cost is assets x sensors probes
+    whatever the history length. Assets without any such reading are absent."""
+    if since.tzinfo is None:
+        raise ValueError("since must be a timezone-aware datetime")
+    out: dict[str, dict[str, tuple[datetime, float]]] = {}
+    async with conn.cursor() as cur:
+        await cur.execute(
+            _LATEST_MANY, {"ids": list(asset_ids), "sensors": list(sensors), "since": since}
+        )
+        for asset_id, sensor, t, v in await cur.fetchall():
+            out.setdefault(asset_id, {})[sensor] = (t, v)
+    return out
+
+
+async def recent_rows_many(
+    conn: AsyncConnection[Any],
+    asset_ids: Sequence[str],
+    anchor: str,
+    sensors: Sequence[str],
+    rows: int,
+    since: datetime,
+) -> dict[str, tuple[list[dict[str, float]], list[datetime]]]:
+    """The last `rows` timestamps of each asset (counted on the `anchor` sensor), with the
+    named sensors' values pivoted per timestamp, oldest first; one round trip, index range
+    scans per (asset, sensor). Assets without readings since `since` are absent."""
+    if since.tzinfo is None:
+        raise ValueError("since must be a timezone-aware datetime")
+    params = {
+        "ids": list(asset_ids),
+        "anchor": anchor,
+        "sensors": list(sensors),
+        "rows": rows,
+        "since": since,
+    }
+    pivots: dict[str, dict[datetime, dict[str, float]]] = {}
+    async with conn.cursor() as cur:
+        await cur.execute(_RECENT_ROWS_MANY, params)
+        for asset_id, sensor, t, v in await cur.fetchall():
+            pivots.setdefault(asset_id, {}).setdefault(t, {})[sensor] = v
+    return {
+        asset: ([pivot[t] for t in sorted(pivot)], sorted(pivot)) for asset, pivot in pivots.items()
+    }
+
+
+_LATEST_MANY = sql.SQL(
+    """
+    SELECT a.asset_id, s.sensor, n.time, n.value
+    FROM unnest(%(ids)s::text[]) AS a(asset_id)
+    CROSS JOIN unnest(%(sensors)s::text[]) AS s(sensor)
+    CROSS JOIN LATERAL (
+        SELECT r.time, r.value FROM readings r
+        WHERE r.asset_id = a.asset_id AND r.sensor = s.sensor AND r.time >= %(since)s
+        ORDER BY r.time DESC LIMIT 1
+    ) AS n
+    """
+)
+
+_RECENT_ROWS_MANY = sql.SQL(
+    """
+    SELECT a.asset_id, s.sensor, r.time, r.value
+    FROM unnest(%(ids)s::text[]) AS a(asset_id)
+    CROSS JOIN LATERAL (
+        SELECT min(t.time) AS first FROM (
+            SELECT time FROM readings
+            WHERE asset_id = a.asset_id AND sensor = %(anchor)s AND time >= %(since)s
+            ORDER BY time DESC LIMIT %(rows)s
+        ) AS t
+    ) AS f
+    CROSS JOIN unnest(%(sensors)s::text[]) AS s(sensor)
+    JOIN readings r ON r.asset_id = a.asset_id AND r.sensor = s.sensor AND r.time >= f.first
+    """
+)

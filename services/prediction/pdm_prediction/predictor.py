@@ -1,0 +1,369 @@
+"""From requests to predictions, many at once: route each asset to its champions, read the
+features' inputs for the whole batch in one query per model part, score each part with one
+model call per batch, assemble one `Prediction` (or a typed `ServingError`) per request.
+
+The maths is in `serving` (pure); this module is the I/O around it: the champion cache, the
+`readings` queries and the thread the model calls run on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from pdm_common.db.pool import db_call
+from pdm_common.delivery import DependencyUnavailable
+from pdm_common.events import Prediction, PredictionRequest
+from pdm_common.features import machining
+from pdm_common.model_events import AliasMovedProcessor, record_model_in_use
+from pdm_common.registry import (
+    ChampionCache,
+    LoadedModel,
+    ModelNotFound,
+    RegistryUnavailable,
+    load_champion,
+)
+from pdm_prediction.serving import (
+    FAILURE,
+    FAILURE_HORIZON,
+    HEALTH_FORMULA,
+    RUL,
+    Confidence,
+    FailureResult,
+    FailureServable,
+    ModeBoosters,
+    ServingError,
+    failure_features,
+    freshness,
+    health,
+    milling_snapshot,
+    model_refs,
+    predict_failures,
+    predict_rul,
+    route,
+)
+from pdm_prediction.settings import PredictionSettings
+from pdm_prediction.storage import SERVICE, PredictionStore
+
+log = structlog.get_logger(__name__)
+
+#: Stable namespace: a prediction's event id derives from its request id, so a redelivered
+#: request republishes the same event id (consumers dedupe on it).
+PREDICTION_NS = uuid.UUID("6f1d3c52-64a4-4c3e-9f55-4f1f0b7f2a11")
+#: Stored sensors a milling (AI4I-style) failure prediction reads.
+MILLING_SENSORS: tuple[str, ...] = (*machining.SENSORS, "quality_code")
+
+Outcome = Prediction | ServingError
+
+
+# --------------------------------------------------------------------------------------------
+# Champion models
+# --------------------------------------------------------------------------------------------
+
+
+def load_failure_model(name: str, tracking_uri: str, alias: str) -> LoadedModel:
+    """The champion classifier plus its threshold tag and its run's failure-mode models."""
+    from pdm_common.training.ai4i import MODES_ARTIFACT, THRESHOLD_TAG
+
+    loaded = load_champion(name, tracking_uri, alias=alias)
+    threshold = float(loaded.tags.get(THRESHOLD_TAG, "0.5"))
+    modes: ModeBoosters | None = None
+    if loaded.run_id:
+        try:
+            import mlflow.artifacts
+
+            with tempfile.TemporaryDirectory(prefix="pdm-modes-") as tmp:
+                path = mlflow.artifacts.download_artifacts(
+                    run_id=loaded.run_id,
+                    artifact_path=MODES_ARTIFACT,
+                    dst_path=tmp,
+                    tracking_uri=tracking_uri,
+                )
+                with open(path) as fh:
+                    modes = ModeBoosters.from_json(json.load(fh))
+        except Exception as exc:  # the probability is still served without modes
+            log.warning("failure modes not loaded", model=name, error=repr(exc))
+    return replace(loaded, model=FailureServable(loaded.model, threshold, modes))
+
+
+def _load(name: str, tracking_uri: str, alias: str) -> LoadedModel:
+    if name.startswith(f"{FAILURE}-"):
+        return load_failure_model(name, tracking_uri, alias)
+    return load_champion(name, tracking_uri, alias=alias)
+
+
+class ServedModels:
+    """Champions by name, loaded off the event loop; reports the versions in use."""
+
+    def __init__(self, tracking_uri: str, cache: ChampionCache | None = None) -> None:
+        self.cache = cache or ChampionCache(tracking_uri, loader=_load, retry_after_s=10.0)
+
+    async def get(self, name: str) -> LoadedModel:
+        first = self.cache.peek(name) is None
+        loaded = await self.cache.aget(name)
+        if first:
+            record_model_in_use(SERVICE, name, loaded.version)
+        return loaded
+
+    def processor(self) -> AliasMovedProcessor:
+        """Reloads for `pdm.models.v1`."""
+        return AliasMovedProcessor(self.cache, SERVICE)
+
+
+# --------------------------------------------------------------------------------------------
+# Batch prediction
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Job:
+    """One request on its way through the parts its asset type is served by."""
+
+    request: PredictionRequest
+    parts: dict[str, LoadedModel]
+    confidence: Confidence = field(default_factory=Confidence)
+    fields: dict[str, Any] = field(default_factory=dict)
+    times: list[datetime] = field(default_factory=list)
+
+
+def rul_sensors(model: Any) -> tuple[str, list[str]]:
+    """(anchor sensor that counts the rows, every stored sensor read) of a `RulModel`."""
+    names = [*model.normaliser.settings, *model.context, *model.normaliser.sensors]
+    return str(model.normaliser.settings[0]), list(dict.fromkeys(str(n) for n in names))
+
+
+class Predictor:
+    """Scores batches of requests; every request ends as a `Prediction` or a `ServingError`.
+
+    Raises `DependencyUnavailable` (the whole batch is retried) when the registry or the
+    database is unreachable: that is not the request's fault.
+    """
+
+    def __init__(
+        self, store: PredictionStore, models: ServedModels, settings: PredictionSettings
+    ) -> None:
+        self.store = store
+        self.models = models
+        self.settings = settings
+
+    async def predict_many(self, requests: Sequence[PredictionRequest]) -> list[Outcome]:
+        now = datetime.now(UTC)
+        outcomes: list[Outcome | None] = [None] * len(requests)
+        jobs: dict[int, _Job] = {}
+        loaded: dict[str, LoadedModel | ServingError] = {}
+        for i, request in enumerate(requests):
+            try:
+                parts = route(request.asset_type, self.settings.routes)
+                for name in parts.values():
+                    if name not in loaded:
+                        loaded[name] = await self._model(name)
+                models = {part: loaded[name] for part, name in parts.items()}
+                for model in models.values():
+                    if isinstance(model, ServingError):
+                        raise model
+                jobs[i] = _Job(
+                    request, {p: m for p, m in models.items() if isinstance(m, LoadedModel)}
+                )
+            except ServingError as exc:
+                outcomes[i] = exc
+
+        await self._failure_part(jobs, outcomes, now)
+        await self._rul_part(jobs, outcomes, now)
+        for i, job in jobs.items():
+            if outcomes[i] is None:
+                outcomes[i] = self._assemble(job)
+        return [o for o in outcomes if o is not None]
+
+    # -- parts ------------------------------------------------------------------------------
+
+    async def _failure_part(
+        self, jobs: Mapping[int, _Job], outcomes: list[Outcome | None], now: datetime
+    ) -> None:
+        by_model: dict[str, list[int]] = {}
+        for i, job in jobs.items():
+            if FAILURE in job.parts:
+                by_model.setdefault(job.parts[FAILURE].name, []).append(i)
+        for indices in by_model.values():
+            stored = [jobs[i].request.asset_id for i in indices if jobs[i].request.readings is None]
+            latest = await self._latest(stored) if stored else {}
+            rows: list[dict[str, float]] = []
+            scored: list[int] = []
+            for i in indices:
+                job = jobs[i]
+                try:
+                    readings = self._snapshot(job, latest, now)
+                    snapshot = milling_snapshot(readings, job.request.attributes)
+                    rows.append(failure_features(snapshot))
+                    scored.append(i)
+                except ServingError as exc:
+                    outcomes[i] = exc
+            if not scored:
+                continue
+            servable: FailureServable = jobs[scored[0]].parts[FAILURE].model
+            results = await asyncio.to_thread(
+                predict_failures, servable, rows, self.settings.top_factors
+            )
+            for i, result in zip(scored, results, strict=True):
+                jobs[i].fields |= failure_fields(result)
+
+    def _snapshot(
+        self,
+        job: _Job,
+        latest: Mapping[str, Mapping[str, tuple[datetime, float]]],
+        now: datetime,
+    ) -> Mapping[str, float]:
+        """Inline readings (no times: they are current), or the latest stored per sensor."""
+        request = job.request
+        if request.readings is not None:
+            return request.readings
+        found = latest.get(request.asset_id)
+        if not found:
+            raise ServingError(
+                "missing_sensors",
+                f"no readings of {request.asset_id} in the last "
+                f"{self.settings.readings_max_age_hours:g} h and none in the request",
+                list(MILLING_SENSORS),
+            )
+        times = [t for t, _ in found.values()]
+        self._freshness(job.confidence, times, now)
+        job.times += times
+        return {s: v for s, (_, v) in found.items()}
+
+    async def _rul_part(
+        self, jobs: Mapping[int, _Job], outcomes: list[Outcome | None], now: datetime
+    ) -> None:
+        by_model: dict[str, list[int]] = {}
+        for i, job in jobs.items():
+            if RUL in job.parts and outcomes[i] is None:
+                by_model.setdefault(job.parts[RUL].name, []).append(i)
+        for indices in by_model.values():
+            model = jobs[indices[0]].parts[RUL].model
+            anchor, sensors = rul_sensors(model)
+            stored = [jobs[i].request.asset_id for i in indices if jobs[i].request.history is None]
+            histories = await self._history(stored, anchor, sensors) if stored else {}
+            inputs: list[tuple[int, list[dict[str, float]]]] = []
+            for i in indices:
+                job = jobs[i]
+                if job.request.history is not None:
+                    inputs.append((i, [dict(r) for r in job.request.history]))
+                    continue
+                rows, times = histories.get(job.request.asset_id, ([], []))
+                if not rows:
+                    outcomes[i] = ServingError(
+                        "insufficient_history",
+                        f"no stored history of {job.request.asset_id} (sensor {anchor!r}) in "
+                        f"the last {self.settings.readings_max_age_hours:g} h and none in the "
+                        "request",
+                        [anchor],
+                    )
+                    continue
+                self._freshness(job.confidence, times[-1:], now)
+                job.times += times[-1:]
+                inputs.append((i, rows))
+            results = await asyncio.to_thread(self._score_rul, model, inputs, jobs)
+            for i, result in results.items():
+                if isinstance(result, ServingError):
+                    outcomes[i] = result
+                else:
+                    jobs[i].fields |= result
+
+    def _score_rul(
+        self,
+        model: Any,
+        inputs: Sequence[tuple[int, list[dict[str, float]]]],
+        jobs: Mapping[int, _Job],
+    ) -> dict[int, dict[str, Any] | ServingError]:
+        out: dict[int, dict[str, Any] | ServingError] = {}
+        for i, history in inputs:
+            try:
+                rul = predict_rul(
+                    model, history, jobs[i].confidence, self.settings.min_history_rows
+                )
+            except ServingError as exc:
+                out[i] = exc
+                continue
+            out[i] = {
+                "rul_p10": rul["p10"],
+                "rul_p50": rul["p50"],
+                "rul_p90": rul["p90"],
+                "rul_unit": "cycles",
+            }
+        return out
+
+    # -- assembly ---------------------------------------------------------------------------
+
+    def _assemble(self, job: _Job) -> Prediction:
+        request, fields = job.request, job.fields
+        score, contributors = health(fields.get("failure_probability"), fields.get("rul_p50"))
+        return Prediction(
+            source=SERVICE,
+            event_id=uuid.uuid5(PREDICTION_NS, str(request.request_id)),
+            request_id=request.request_id,
+            trigger=request.trigger,
+            asset_id=request.asset_id,
+            asset_type=request.asset_type,
+            as_of=max(job.times, default=None),
+            models=model_refs({p: (m.name, m.version) for p, m in job.parts.items()}),
+            health_score=score,
+            health_formula=HEALTH_FORMULA,
+            health_contributors=contributors,
+            confidence=job.confidence.value,
+            confidence_reasons=job.confidence.reasons,
+            **fields,
+        )
+
+    # -- I/O --------------------------------------------------------------------------------
+
+    def _freshness(self, confidence: Confidence, times: Sequence[datetime], now: datetime) -> None:
+        freshness(
+            confidence,
+            times,
+            now,
+            stale_after_s=self.settings.stale_after_s,
+            max_skew_s=self.settings.max_skew_s,
+        )
+
+    def _since(self) -> datetime:
+        return datetime.now(UTC) - timedelta(hours=self.settings.readings_max_age_hours)
+
+    async def _latest(
+        self, asset_ids: Sequence[str]
+    ) -> dict[str, dict[str, tuple[datetime, float]]]:
+        return await db_call(self.store.latest(asset_ids, MILLING_SENSORS, self._since()))
+
+    async def _history(
+        self, asset_ids: Sequence[str], anchor: str, sensors: Sequence[str]
+    ) -> dict[str, tuple[list[dict[str, float]], list[datetime]]]:
+        return await db_call(
+            self.store.history(
+                asset_ids, anchor, sensors, self.settings.history_rows, self._since()
+            )
+        )
+
+    async def _model(self, name: str) -> LoadedModel | ServingError:
+        try:
+            return await self.models.get(name)
+        except RegistryUnavailable as exc:
+            raise DependencyUnavailable(str(exc)) from exc
+        except ModelNotFound as exc:
+            return ServingError("no_champion", f"{name}: {exc}")
+
+
+def failure_fields(result: FailureResult) -> dict[str, Any]:
+    return {
+        "failure_probability": result.probability,
+        "failure_horizon": FAILURE_HORIZON,
+        "failure_predicted": result.predicted,
+        "decision_threshold": result.threshold,
+        "failure_modes": result.modes,
+        "failure_modes_basis": result.modes_basis,
+        "top_factors": result.factors,
+    }
