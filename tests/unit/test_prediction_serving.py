@@ -222,6 +222,12 @@ def test_batch_scoring_equals_one_by_one() -> None:
         assert [f.feature for f in together.factors] == [f.feature for f in alone.factors]
     assert len({round(r.probability, 9) for r in batch}) > 1  # the rows really differ
     assert predict_failures(servable, []) == []
+    cut = sorted(r.probability for r in batch)[6]
+    gated = predict_failures(servable, [failure_features(s) for s in snapshots], 3, cut)
+    assert [bool(g.factors) for g in gated] == [r.probability >= cut for r in batch]
+    assert [g.factors for g in gated if g.factors] == [
+        r.factors for r in batch if r.probability >= cut
+    ]
 
 
 def test_a_batch_request_is_told_apart_from_a_single_one_and_bounded() -> None:

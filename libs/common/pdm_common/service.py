@@ -147,7 +147,7 @@ class ServiceKit:
             common,
             service,
             broker,
-            BrokerPublisher(broker),
+            BrokerPublisher(common, service),
             RetryPolicy.from_settings(common),
             PauseFlag(service),
         )
@@ -200,7 +200,7 @@ class ServiceKit:
             self.service,
             readiness={"database": database_ready, "consumer": self.paused.check},
             on_startup=on_startup,
-            after_shutdown=after_shutdown,
+            after_shutdown=[*after_shutdown, self.publisher.stop],
         )
 
 

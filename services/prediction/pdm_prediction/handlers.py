@@ -1,10 +1,10 @@
 """Batch processors of the prediction service.
 
 Requests (`pdm.prediction.requests.v1`): single requests and batch requests (many assets in
-one message) of a fetched batch are scored together by the `Predictor`; the predictions are
-stored (one transaction), then published on `pdm.predictions.v1` together with every reply,
-then (by the caller) offsets are committed. A reply that cannot be delivered is logged, not
-retried: it must not stall other clients' requests.
+one message) of a fetched batch are scored together by the `Predictor`; the replies are sent
+while the predictions are stored (one transaction), then the predictions are published on
+`pdm.predictions.v1`, then (by the caller) offsets are committed. A reply that cannot be
+delivered is logged, not retried: it must not stall other clients' requests.
 
 What happens to a request that cannot be answered:
 * a client's request (`trigger=request`) gets a `PredictionError` reply on its `reply_to`
@@ -22,6 +22,7 @@ Models (`pdm.models.v1`): reload a served champion whose alias moved (`predictor
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Sequence
@@ -211,31 +212,37 @@ class RequestsProcessor:
                 failures.append(
                     Failure(delivery, PermanentError(outcome.message, reason=outcome.code))
                 )
-        if predictions:
-            await db_call(self.store.record([p for _, p in predictions]))
         events = [
             Outgoing(
                 topics.PREDICTIONS, p.to_json(), p.asset_id.encode(), reply_headers(d, p.event_type)
             )
             for d, p in predictions
         ]
-        await self._publish(events, replies)
-        return failures
-
-    async def _publish(self, events: Sequence[Outgoing], replies: Sequence[Outgoing]) -> None:
-        """Events first: one the broker refuses fails the batch (retried; the stored rows
-        dedupe). Then replies, which are for a client waiting with a timeout: a reply topic
-        that cannot take them (e.g. not created where topics are not auto-created) must not
-        stall everyone else's requests, so a failed reply is logged, not retried.
-
-        Not concurrent on purpose: with both in flight, the embedded broker (tansu) once left
-        the events' produce request unanswered while it answered the metadata request for
-        a new reply topic on the same connection; publishing in turn never did."""
+        # The client waits for its reply and the answer does not depend on the store: reply
+        # while the database writes. A batch that then fails is retried and replies again
+        # (same event ids); the client keeps the first answer.
+        done = await asyncio.gather(
+            db_call(self.store.record([p for _, p in predictions])),
+            self._send_replies(replies),
+            return_exceptions=True,
+        )
+        if isinstance(done[0], BaseException):
+            raise done[0]
         if events:
             try:
                 await self.publisher.publish_many(events)
             except Exception as exc:
                 raise DependencyUnavailable(f"cannot publish predictions: {exc!r}") from exc
+        return failures
+
+    async def _send_replies(self, replies: Sequence[Outgoing]) -> None:
+        """Replies are for a client waiting with a timeout: a reply topic that cannot take them
+        (e.g. not created where topics are not auto-created) must not stall everyone else's
+        requests, so a failed reply is logged, not retried.
+
+        Never concurrent with another publish of this batch: with two produce flows in
+        flight, the embedded broker (tansu) once left one produce request unanswered while it
+        answered the metadata request for a new reply topic on the same connection."""
         if not replies:
             return
         try:

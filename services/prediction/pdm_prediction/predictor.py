@@ -9,19 +9,20 @@ The maths is in `serving` (pure); this module is the I/O around it: the champion
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeAlias
 
 import structlog
 
 from pdm_common.db.pool import db_call
 from pdm_common.delivery import DependencyUnavailable
-from pdm_common.events import Prediction, PredictionRequest
+from pdm_common.events import ModelRef, Prediction, PredictionRequest
 from pdm_common.features import machining
 from pdm_common.model_events import AliasMovedProcessor, record_model_in_use
 from pdm_common.registry import (
@@ -61,7 +62,7 @@ PREDICTION_NS = uuid.UUID("6f1d3c52-64a4-4c3e-9f55-4f1f0b7f2a11")
 #: Stored sensors a milling (AI4I-style) failure prediction reads.
 MILLING_SENSORS: tuple[str, ...] = (*machining.SENSORS, "quality_code")
 
-Outcome = Prediction | ServingError
+Outcome: TypeAlias = Prediction | ServingError
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,7 +210,11 @@ class Predictor:
                 continue
             servable: FailureServable = jobs[scored[0]].parts[FAILURE].model
             results = await asyncio.to_thread(
-                predict_failures, servable, rows, self.settings.top_factors
+                predict_failures,
+                servable,
+                rows,
+                self.settings.top_factors,
+                self.settings.factors_min_probability,
             )
             for i, result in zip(scored, results, strict=True):
                 jobs[i].fields |= failure_fields(result)
@@ -311,7 +316,7 @@ class Predictor:
             asset_id=request.asset_id,
             asset_type=request.asset_type,
             as_of=max(job.times, default=None),
-            models=model_refs({p: (m.name, m.version) for p, m in job.parts.items()}),
+            models=refs(tuple((p, m.name, m.version) for p, m in job.parts.items())),
             health_score=score,
             health_formula=HEALTH_FORMULA,
             health_contributors=contributors,
@@ -355,6 +360,12 @@ class Predictor:
             raise DependencyUnavailable(str(exc)) from exc
         except ModelNotFound as exc:
             return ServingError("no_champion", f"{name}: {exc}")
+
+
+@functools.lru_cache(maxsize=256)
+def refs(parts: tuple[tuple[str, str, str], ...]) -> dict[str, ModelRef]:
+    """The `models` field for a combination of served versions (shared, built once)."""
+    return model_refs({part: (name, version) for part, name, version in parts})
 
 
 def failure_fields(result: FailureResult) -> dict[str, Any]:

@@ -10,11 +10,21 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from pdm_common.db.bulk import copy_insert_ignore
 from pdm_common.db.pool import tables_exist
 from pdm_common.db.queries import latest_readings_many, recent_rows_many
 from pdm_common.events import Prediction
 
 SERVICE = "prediction"
+COLUMNS = (
+    "prediction_id", "time", "asset_id", "asset_type", "request_id", "as_of", "failure_model",
+    "failure_model_version", "failure_probability", "rul_model", "rul_model_version", "rul_p10",
+    "rul_p50", "rul_p90", "health_score", "confidence", "payload",
+)  # fmt: skip
+PG_TYPES = (
+    "uuid", "timestamptz", "text", "text", "uuid", "timestamptz", "text", "text", "float8",
+    "text", "text", "float8", "float8", "float8", "float8", "float8", "jsonb",
+)  # fmt: skip
 
 
 class PredictionStore:
@@ -78,7 +88,8 @@ class PredictionStore:
             return [(str(a), str(t)) for a, t in await cur.fetchall()]
 
     async def record(self, predictions: Sequence[Prediction]) -> None:
-        """Store predictions in one transaction (a redelivered request is a no-op)."""
+        """Store predictions in one transaction, by binary COPY (a redelivered request is a
+        no-op: its request id is unique)."""
         if not predictions:
             return
         rows: list[tuple[Any, ...]] = []
@@ -105,12 +116,5 @@ class PredictionStore:
                     Jsonb(p.model_dump(mode="json")),
                 )
             )
-        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            await cur.executemany(
-                "INSERT INTO predictions (prediction_id, time, asset_id, asset_type, request_id, "
-                "as_of, failure_model, failure_model_version, failure_probability, rul_model, "
-                "rul_model_version, rul_p10, rul_p50, rul_p90, health_score, confidence, "
-                "payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                "%s, %s) ON CONFLICT DO NOTHING",
-                rows,
-            )
+        async with self._pool.connection() as conn, conn.transaction():
+            await copy_insert_ignore(conn, "predictions", COLUMNS, PG_TYPES, rows)
