@@ -26,14 +26,13 @@ import os
 import statistics
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 import benchkit
+from pdm_common.request_reply import ReplyClient
 
 REQUESTS = "pdm.prediction.requests.v1"
 DATA = benchkit.REPO.parent / "shared" / "data" / "ai4i2020" / "ai4i2020.csv"
@@ -102,83 +101,19 @@ def inline(snap: dict[str, float]) -> dict:
     return {"readings": readings, "attributes": {"quality": quality}}
 
 
-class Client:
-    """Kafka request/reply as the gateway will do it: a private reply topic, one consumer."""
-
-    def __init__(self, bootstrap: str) -> None:
-        self.bootstrap = bootstrap
-        self.topic = f"bench.replies.{uuid.uuid4().hex[:8]}"
-        self.pending: dict[str, tuple[asyncio.Future[float], int]] = {}
-        self.parts: dict[str, int] = {}
-
-    async def __aenter__(self) -> Client:
-        from pdm_common.broker import ensure_topics
-
-        await ensure_topics(self.bootstrap, [self.topic], partitions=1)
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", linger_ms=0, max_request_size=8 << 20
-        )
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=int(os.environ.get("PDM_KAFKA_FETCH_MAX_WAIT_MS", "20")),
-            max_partition_fetch_bytes=16 << 20,
-        )
-        await self.producer.start()
-        await self.consumer.start()
-        tp = TopicPartition(self.topic, 0)
-        self.consumer.assign([tp])
-        await self.consumer.seek_to_beginning(tp)
-        self.reader = asyncio.create_task(self._read())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.reader.cancel()
-        await self.producer.stop()
-        await self.consumer.stop()
-
-    async def _read(self) -> None:
-        while True:
-            batch = await self.consumer.getmany(timeout_ms=1000)
-            now = time.perf_counter()
-            for records in batch.values():
-                for r in records:
-                    cid = dict(r.headers).get("correlation_id", b"").decode()
-                    if cid not in self.pending:
-                        continue
-                    future, expected = self.pending[cid]
-                    self.parts[cid] = self.parts.get(cid, 0) + 1
-                    if expected == 0:  # a batch: the first part says how many
-                        expected = json.loads(r.value).get("parts", 1)
-                        self.pending[cid] = (future, expected)
-                    if self.parts[cid] >= expected and not future.done():
-                        future.set_result(now)
-
-    async def call(self, body: dict, key: str, parts: int = 1, timeout: float = 30) -> float:
-        """Milliseconds from publish to the last reply part."""
-        cid = uuid.uuid4().hex
-        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        self.pending[cid] = (future, parts)
-        headers = [("reply_to", self.topic.encode()), ("correlation_id", cid.encode())]
-        started = time.perf_counter()
-        await self.producer.send_and_wait(
-            REQUESTS, json.dumps(body).encode(), key=key.encode(), headers=headers
-        )
-        done = await asyncio.wait_for(future, timeout)
-        del self.pending[cid]
-        return (done - started) * 1000
-
-
 async def run_client(
     bootstrap: str, values: dict[str, dict], singles: int, batches: int, batch: int
 ) -> dict[str, object]:
     assets = list(values)
     out: dict[str, object] = {}
-    async with Client(bootstrap) as client:
+    wait_ms = int(os.environ.get("PDM_KAFKA_FETCH_MAX_WAIT_MS", "20"))
+    async with ReplyClient(bootstrap, fetch_max_wait_ms=wait_ms) as client:
+
+        async def call(body: dict, key: str, timeout_s: float = 30) -> float:
+            return (await client.call(REQUESTS, body, key=key, timeout_s=timeout_s))[1]
+
         for i in range(5):  # warm-up: group assignment done, model loaded
-            await client.call(
-                {"asset_id": assets[i], "asset_type": "milling"}, assets[i], timeout=120
-            )
+            await call({"asset_id": assets[i], "asset_type": "milling"}, assets[i], 120)
         for mode in ("stored", "inline"):
             lat = []
             for i in range(singles):
@@ -186,7 +121,7 @@ async def run_client(
                 body = {"asset_id": a, "asset_type": "milling"}
                 if mode == "inline":
                     body |= inline(values[a])
-                lat.append(await client.call(body, a))
+                lat.append(await call(body, a))
             out[f"single_{mode}"] = {"requests": singles} | percentiles(lat)
         for mode in ("stored", "inline"):
             lat = []
@@ -195,7 +130,7 @@ async def run_client(
                 requests = [{"asset_id": a, "asset_type": "milling"} for a in chunk]
                 if mode == "inline":
                     requests = [r | inline(values[r["asset_id"]]) for r in requests]
-                lat.append(await client.call({"requests": requests}, chunk[0], parts=0, timeout=60))
+                lat.append(await call({"requests": requests}, chunk[0], 60))
             out[f"batch{batch}_{mode}"] = {"batches": batches} | percentiles(lat)
     return out
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -152,6 +155,21 @@ async def test_request_reply_errors_and_dead_letters(kafka, db_url, start_servic
 
     letters = await list_dead_letters(kafka, REQUESTS, idle_ms=800)
     assert len(letters) == 2
+
+    # the CLI a newcomer uses: request/reply through the real broker, typed exit codes
+    cli = [sys.executable, "-m", "pdm_common.cli", "predict", "--asset-type", "milling"]
+    env = os.environ | {"PDM_KAFKA_BOOTSTRAP": kafka}
+    done = subprocess.run(
+        [*cli, "--asset", stored], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["failure_probability"] == pytest.approx(
+        db["failure_probability"]
+    )
+    refused = subprocess.run(
+        [*cli, "--asset", partial], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 1 and json.loads(refused.stdout)["code"] == "missing_sensors"
     assert all(letter.reason == "invalid" for letter in letters)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -390,3 +391,30 @@ async def test_processor_answers_batches_skips_periodic_errors_and_dead_letters_
     assert [e["asset_id"] for b in by_cid["c1"] for e in b["errors"]] == ["b-2"]
     assert by_cid["c4"][0]["code"] == "missing_sensors"
     assert set(by_cid) == {"c0", "c1", "c4"}
+
+
+async def test_reply_client_waits_for_every_part_and_ignores_strangers() -> None:
+    from types import SimpleNamespace
+
+    from pdm_common.request_reply import ReplyClient, _Pending
+
+    client = ReplyClient("unused:9092")
+    loop = asyncio.get_running_loop()
+    single, batch = _Pending(loop.create_future()), _Pending(loop.create_future())
+    client._pending |= {"a": single, "b": batch}
+
+    def record(cid: str, body: dict) -> SimpleNamespace:
+        return SimpleNamespace(
+            headers=[("correlation_id", cid.encode())], value=json.dumps(body).encode()
+        )
+
+    client._receive(record("zzz", {"parts": 1}), 1.0)  # nobody waits for it
+    client._receive(record("b", {"part": 2, "parts": 3}), 1.0)
+    client._receive(record("a", {"event_type": "prediction.made"}), 2.0)
+    assert single.future.done() and single.future.result() == 2.0 and len(single.parts) == 1
+    client._receive(record("b", {"part": 1, "parts": 3}), 3.0)
+    assert not batch.future.done()
+    client._receive(record("b", {"part": 3, "parts": 3}), 4.0)
+    assert batch.future.result() == 4.0 and len(batch.parts) == 3
+    client._receive(record("a", {}), 5.0)  # a late duplicate changes nothing
+    assert single.future.result() == 2.0 and len(single.parts) == 1

@@ -91,6 +91,52 @@ def inject(
     typer.echo(f"sent {asset} {sensor}={value}; alarms: SELECT * FROM alarms ORDER BY opened_at")
 
 
+@app.command("predict")
+def predict(
+    asset: Annotated[str, typer.Option(help="Asset id.")],
+    asset_type: Annotated[str, typer.Option(help="Asset type, e.g. milling or turbofan.")],
+    readings: Annotated[
+        str | None,
+        typer.Option(help="Inline snapshot as JSON, e.g. '{\"torque\": 60}' (else stored)."),
+    ] = None,
+    attributes: Annotated[
+        str | None, typer.Option(help='Snapshot attributes as JSON, e.g. \'{"quality": "L"}\'.')
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the reply.")] = 15.0,
+) -> None:
+    """Ask the prediction service for one asset (Kafka request/reply) and print the answer."""
+    import json
+
+    from pdm_common import topics
+    from pdm_common.request_reply import ReplyClient, ReplyTimeout
+    from pdm_common.settings import CommonSettings
+
+    body: dict[str, object] = {"asset_id": asset, "asset_type": asset_type}
+    for name, raw in (("readings", readings), ("attributes", attributes)):
+        if raw is not None:
+            try:
+                body[name] = json.loads(raw)
+            except ValueError as exc:
+                raise typer.BadParameter(f"--{name} is not JSON: {exc}") from None
+
+    async def ask() -> list[bytes]:
+        async with ReplyClient(CommonSettings().kafka_bootstrap) as client:
+            replies, _ = await client.call(
+                topics.PREDICTION_REQUESTS, body, key=asset, timeout_s=timeout
+            )
+            return replies
+
+    try:
+        replies = asyncio.run(ask())
+    except ReplyTimeout as exc:
+        typer.echo(f"{exc}: is the prediction service running (`make run`)?", err=True)
+        raise typer.Exit(2) from None
+    answer = json.loads(replies[0])
+    typer.echo(json.dumps(answer, indent=2))
+    if answer.get("event_type") == "prediction.error":
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 

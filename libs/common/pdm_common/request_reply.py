@@ -1,0 +1,128 @@
+"""Kafka request/reply for synchronous callers (`pdm predict`, the gateway, benchmarks).
+
+A client owns one private reply topic and one consumer on it; each request carries the
+`reply_to` and a fresh `correlation_id` header, and waits (with a timeout) for the replies
+that carry that id. A reply may come in numbered parts (a batch answer has `parts`): the
+call returns when all have arrived. Replies nobody waits for any more (timed out) are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from pdm_common.broker import ensure_topics
+
+
+class ReplyTimeout(TimeoutError):
+    """No (complete) reply within the timeout: the service may be down, busy or slow."""
+
+
+@dataclass
+class _Pending:
+    future: asyncio.Future[float]
+    parts: list[bytes] = field(default_factory=list)
+    expected: int | None = None  # None: learnt from the first reply (`parts`, default 1)
+
+
+class ReplyClient:
+    """`async with ReplyClient(bootstrap) as client: replies = await client.call(...)`."""
+
+    def __init__(
+        self, bootstrap: str, *, reply_topic: str | None = None, fetch_max_wait_ms: int = 20
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = reply_topic or f"pdm.replies.{uuid.uuid4().hex[:12]}"
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        self._pending: dict[str, _Pending] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> ReplyClient:
+        await ensure_topics(self.bootstrap, [self.topic], partitions=1)
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", linger_ms=0, max_request_size=8 << 20
+        )
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
+            max_partition_fetch_bytes=16 << 20,
+        )
+        await self.producer.start()
+        await self.consumer.start()
+        tp = TopicPartition(self.topic, 0)
+        self.consumer.assign([tp])
+        # A private, fresh topic: everything on it is for us (and "latest" is unreliable on
+        # the embedded broker, INFRA.md).
+        await self.consumer.seek_to_beginning(tp)
+        self._reader = asyncio.create_task(self._read(), name=f"replies {self.topic}")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self.producer.stop()
+        await self.consumer.stop()
+
+    async def _read(self) -> None:
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=1000)
+            now = time.perf_counter()
+            for records in batch.values():
+                for record in records:
+                    self._receive(record, now)
+
+    def _receive(self, record: Any, now: float) -> None:
+        cid = dict(record.headers or ()).get("correlation_id", b"").decode()
+        pending = self._pending.get(cid)
+        if pending is None or pending.future.done():
+            return
+        pending.parts.append(record.value)
+        if pending.expected is None:
+            pending.expected = _parts(record.value)
+        if len(pending.parts) >= pending.expected:
+            pending.future.set_result(now)
+
+    async def call(
+        self, topic: str, body: Any, *, key: str | None = None, timeout_s: float = 10.0
+    ) -> tuple[list[bytes], float]:
+        """Publish `body` (JSON) to `topic`; return the reply messages and the round trip in
+        ms. Raises `ReplyTimeout` when no complete reply arrives within `timeout_s` seconds."""
+        cid = uuid.uuid4().hex
+        pending = _Pending(asyncio.get_running_loop().create_future())
+        self._pending[cid] = pending
+        headers = [("reply_to", self.topic.encode()), ("correlation_id", cid.encode())]
+        started = time.perf_counter()
+        try:
+            await self.producer.send_and_wait(
+                topic,
+                json.dumps(body).encode(),
+                key=key.encode() if key else None,
+                headers=headers,
+            )
+            done = await asyncio.wait_for(pending.future, timeout_s)
+        except TimeoutError:
+            raise ReplyTimeout(
+                f"no complete reply on {self.topic} within {timeout_s:g} s "
+                f"({len(pending.parts)} of {pending.expected or '?'} parts)"
+            ) from None
+        finally:
+            del self._pending[cid]
+        return pending.parts, (done - started) * 1000
+
+
+def _parts(value: bytes) -> int:
+    try:
+        parts = json.loads(value).get("parts", 1)
+    except (ValueError, AttributeError):
+        return 1
+    return parts if isinstance(parts, int) and parts >= 1 else 1
