@@ -22,6 +22,7 @@ import pytest
 import typer
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from psycopg.types.json import Jsonb
 from typer.testing import CliRunner
 
 from pdm_common.db import (
@@ -95,6 +96,7 @@ def test_migrate_from_scratch_then_rerun_is_a_noop(fresh_db: str) -> None:
         "0003_alarms",
         "0004_predictions",
         "0005_prediction_timer",
+        "0006_predictions_layout",
     ]
     assert any("storage branch: plain" in m for m in messages)
     recorded = _rows(fresh_db, "SELECT version, name, variant, applied_at FROM schema_migrations")
@@ -103,6 +105,8 @@ def test_migrate_from_scratch_then_rerun_is_a_noop(fresh_db: str) -> None:
         (2, "readings_layout", "plain"),
         (3, "alarms", "plain"),
         (4, "predictions", "plain"),
+        (5, "prediction_timer", "plain"),
+        (6, "predictions_layout", "plain"),
     ]
     tables = _rows(
         fresh_db,
@@ -126,6 +130,8 @@ def test_migrate_from_scratch_then_rerun_is_a_noop(fresh_db: str) -> None:
         ("readings_layout", "applied"),
         ("alarms", "applied"),
         ("predictions", "applied"),
+        ("prediction_timer", "applied"),
+        ("predictions_layout", "applied"),
     ]
     assert report.recorded_variant == "plain"
     assert report.timescale_available is False
@@ -145,6 +151,8 @@ def test_changed_checksum_is_detected(fresh_db: str, tmp_path: Path) -> None:
         "readings_layout": "applied",
         "alarms": "applied",
         "predictions": "applied",
+        "prediction_timer": "applied",
+        "predictions_layout": "applied",
     }
     assert _rows(fresh_db, "SELECT to_regclass('sneaky')") == [(None,)]
 
@@ -156,7 +164,7 @@ def test_failing_migration_is_rolled_back_entirely(fresh_db: str, tmp_path: Path
     )
     with pytest.raises(mig.MigrationError, match="0009_broken failed and was rolled back"):
         mig.migrate(fresh_db, SETTINGS, migrations=mig.load_migrations(directory))
-    assert _rows(fresh_db, "SELECT max(version) FROM schema_migrations") == [(4,)]
+    assert _rows(fresh_db, "SELECT max(version) FROM schema_migrations") == [(6,)]
     assert _rows(fresh_db, "SELECT to_regclass('half_done')") == [(None,)]
 
 
@@ -183,10 +191,11 @@ def test_concurrent_migrate_runs_are_serialised(fresh_db: str, tmp_path: Path) -
         "0003_alarms",
         "0004_predictions",
         "0005_prediction_timer",
+        "0006_predictions_layout",
         "0009_slow",
     ]
     assert any("waiting for it to finish" in m for ms in messages for m in ms)
-    assert _rows(fresh_db, "SELECT count(*) FROM schema_migrations") == [(5,)]
+    assert _rows(fresh_db, "SELECT count(*) FROM schema_migrations") == [(7,)]
 
 
 def test_timescale_on_without_the_extension_fails_before_touching_anything(
@@ -267,6 +276,96 @@ async def test_copy_insert_ignore_skips_duplicates(conn: psycopg.AsyncConnection
         ("pump-1", "temp", t[3]): 3.0,
         ("pump-1", "vib", t[0]): 5.0,
     }
+
+
+PRED_COLS = [
+    "prediction_id", "time", "asset_id", "asset_type", "request_id", "health_score",
+    "confidence", "payload",
+]  # fmt: skip
+PRED_TYPES = ["uuid", "timestamptz", "text", "text", "uuid", "float8", "float8", "jsonb"]
+
+
+def _prediction(request_id: uuid.UUID | None, at: datetime) -> tuple[Any, ...]:
+    return (uuid.uuid4(), at, "pump-1", "pump", request_id, 0.9, 0.8, Jsonb({}))
+
+
+async def _prediction_requests(conn: psycopg.AsyncConnection[Any]) -> list[tuple[Any, ...]]:
+    cur = await conn.execute(
+        "SELECT request_id, time FROM predictions WHERE request_id IS NOT NULL ORDER BY time"
+    )
+    return await cur.fetchall()
+
+
+async def test_plain_predictions_dedupe_redelivered_requests(
+    conn: psycopg.AsyncConnection[Any],
+) -> None:
+    """The plain branch (0006 a no-op): 0004's (request_id) index dedupes across times."""
+    request = uuid.uuid4()
+    first = [_prediction(request, T0), _prediction(None, T0), _prediction(None, T0)]
+    assert await copy_insert_ignore(conn, "predictions", PRED_COLS, PRED_TYPES, first) == 3
+    await conn.commit()
+    again = [_prediction(request, T0 + timedelta(seconds=5))]  # redelivery, new occurred_at
+    assert await copy_insert_ignore(conn, "predictions", PRED_COLS, PRED_TYPES, again) == 0
+    await conn.commit()
+    assert await _prediction_requests(conn) == [(request, T0)]
+
+
+async def test_timescale_request_claim_dedupes_without_a_request_id_index(
+    conn: psycopg.AsyncConnection[Any],
+) -> None:
+    """The parts of 0006's Timescale branch that are plain SQL (claim table, trigger, index
+    swap, prune procedure) run here for real: with only (request_id, time) unique, a
+    redelivered request with a new `time` is still stored once."""
+    stored = uuid.uuid4()
+    before = [_prediction(stored, T0)]  # stored before 0006: its claim comes from the backfill
+    assert await copy_insert_ignore(conn, "predictions", PRED_COLS, PRED_TYPES, before) == 1
+    await conn.commit()
+    plain_sql = [
+        s
+        for s in mig.predictions_timescale_statements(SETTINGS)
+        if "timescaledb" not in s and "create_hypertable" not in s and "_job" not in s
+        and "_policy" not in s
+    ]  # fmt: skip
+    assert len(plain_sql) == 10  # all but the extension, hypertable, compression, policies
+    async with conn.transaction():
+        for statement in plain_sql:
+            await conn.execute(statement.encode())
+    await conn.commit()
+    cur = await conn.execute("SELECT to_regclass('predictions_request')")
+    assert await cur.fetchone() == (None,)
+
+    fresh = uuid.uuid4()
+    t1, t2 = T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)
+    batch = [
+        _prediction(stored, t1),  # redelivery of a request stored before 0006
+        _prediction(fresh, t1),
+        _prediction(fresh, t2),  # the same request twice in one batch: the first wins
+        _prediction(None, t1),  # no request id: never deduped
+        _prediction(None, t1),
+    ]
+    assert await copy_insert_ignore(conn, "predictions", PRED_COLS, PRED_TYPES, batch) == 3
+    await conn.commit()
+    redelivered = [_prediction(fresh, T0 + timedelta(minutes=3))]
+    assert await copy_insert_ignore(conn, "predictions", PRED_COLS, PRED_TYPES, redelivered) == 0
+    await conn.commit()
+    assert await _prediction_requests(conn) == [(stored, T0), (fresh, t1)]
+
+    # A rolled-back insert releases its claim.
+    late = uuid.uuid4()
+    one = [_prediction(late, t2)]
+    assert await copy_insert_ignore(conn, "predictions", PRED_COLS, PRED_TYPES, one) == 1
+    await conn.rollback()
+    assert await copy_insert_ignore(conn, "predictions", PRED_COLS, PRED_TYPES, one) == 1
+    await conn.commit()
+
+    # The prune job's procedure forgets claims past the horizon.
+    await conn.execute("UPDATE prediction_requests SET time = now() - INTERVAL '200 days'")
+    await conn.execute(
+        "CALL prune_prediction_requests(0, jsonb_build_object('drop_after', INTERVAL '180 days'))"
+    )
+    await conn.commit()
+    cur = await conn.execute("SELECT count(*) FROM prediction_requests")
+    assert await cur.fetchone() == (0,)
 
 
 async def test_copy_insert_ignore_twice_in_one_transaction_then_rollback(

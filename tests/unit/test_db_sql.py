@@ -33,6 +33,7 @@ def _no_pdm_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "PDM_READINGS_CHUNK_INTERVAL",
         "PDM_READINGS_COMPRESS_AFTER_DAYS",
         "PDM_READINGS_RETENTION_DAYS",
+        "PDM_PREDICTIONS_RETENTION_DAYS",
     ]:
         monkeypatch.delenv(key, raising=False)
 
@@ -133,13 +134,138 @@ def test_plain_view_has_the_same_columns_with_date_bin() -> None:
 
 
 def test_layout_checksum_ignores_settings_but_not_the_branch() -> None:
-    (layout,) = mig.GENERATED
+    layout = mig.GENERATED[0]
     a = layout.checksum("timescale")
     assert a == mig._layout_checksum("timescale")
     assert mig.layout_statements("timescale", settings(readings_retention_days=0)) != (
         mig.layout_statements("timescale", settings())
     )
     assert layout.checksum("plain") != a
+
+
+# --- predictions layout (0006) -------------------------------------------------------------
+
+
+def test_predictions_timescale_statements_default() -> None:
+    stmts = mig.predictions_layout_statements("timescale", settings())
+    assert stmts == mig.predictions_timescale_statements(settings())
+    assert stmts[0] == "CREATE EXTENSION IF NOT EXISTS timescaledb"
+    # The request-id claim that keeps redeliveries a no-op once (request_id) cannot be unique.
+    assert stmts[1] == (
+        "CREATE TABLE prediction_requests (request_id uuid PRIMARY KEY, time timestamptz NOT NULL)"
+    )
+    assert stmts[2] == "CREATE INDEX prediction_requests_time ON prediction_requests (time)"
+    assert stmts[3] == (
+        "INSERT INTO prediction_requests (request_id, time) SELECT request_id, time "
+        "FROM predictions WHERE request_id IS NOT NULL ON CONFLICT DO NOTHING"
+    )
+    claim = stmts[4]
+    assert claim.startswith("CREATE FUNCTION predictions_claim_request() RETURNS trigger")
+    assert (
+        "INSERT INTO prediction_requests (request_id, time) VALUES (NEW.request_id, NEW.time) "
+        "ON CONFLICT DO NOTHING; IF FOUND THEN RETURN NEW; END IF; RETURN NULL;"
+    ) in claim
+    # The unique index swap comes before create_hypertable, which refuses (request_id).
+    assert stmts[5:7] == [
+        "DROP INDEX predictions_request",
+        "CREATE UNIQUE INDEX predictions_request_time ON predictions (request_id, time) "
+        "WHERE request_id IS NOT NULL",
+    ]
+    assert stmts[7].startswith("COMMENT ON INDEX predictions_request_time IS ")
+    assert "must include time" in stmts[7]
+    assert stmts[8].startswith("COMMENT ON TABLE prediction_requests IS ")
+    assert stmts[9:10] == [
+        "SELECT create_hypertable('predictions', by_range('time', INTERVAL '1 day'), "
+        "create_default_indexes => false, migrate_data => true, if_not_exists => true)",
+    ]
+    assert stmts[10] == (
+        "CREATE TRIGGER predictions_claim_request BEFORE INSERT ON predictions "
+        "FOR EACH ROW EXECUTE FUNCTION predictions_claim_request()"
+    )
+    assert stmts[11] == (
+        "ALTER TABLE predictions SET (timescaledb.compress, "
+        "timescaledb.compress_segmentby = 'asset_id', "
+        "timescaledb.compress_orderby = 'time DESC')"
+    )
+    assert stmts[12].startswith(
+        "CREATE PROCEDURE prune_prediction_requests(job_id integer, config jsonb)"
+    )
+    policies = stmts[13:]
+    assert policies == mig.predictions_policy_statements(settings())
+    assert policies == [
+        "SELECT remove_compression_policy('predictions', if_exists => true)",
+        "SELECT add_compression_policy('predictions', INTERVAL '7 days', if_not_exists => true)",
+        "SELECT remove_retention_policy('predictions', if_exists => true)",
+        "SELECT add_retention_policy('predictions', INTERVAL '180 days', if_not_exists => true)",
+        "SELECT delete_job(job_id) FROM timescaledb_information.jobs "
+        "WHERE proc_name = 'prune_prediction_requests'",
+        "SELECT add_job('prune_prediction_requests', INTERVAL '1 day', "
+        "config => jsonb_build_object('drop_after', INTERVAL '180 days'))",
+    ]
+    text = "\n".join(stmts)
+    # Nothing of 0004's (request_id) index survives on this branch.
+    assert "ON predictions (request_id)" not in text
+
+
+def test_predictions_policies_follow_settings() -> None:
+    custom = settings(
+        readings_compress_after_days=2, readings_retention_days=30, predictions_retention_days=90
+    )
+    text = "\n".join(mig.predictions_timescale_statements(custom))
+    assert "add_compression_policy('predictions', INTERVAL '2 days'," in text
+    assert "add_retention_policy('predictions', INTERVAL '90 days'," in text
+    assert "jsonb_build_object('drop_after', INTERVAL '90 days')" in text
+    assert "readings" not in text
+    off = "\n".join(
+        mig.predictions_policy_statements(
+            settings(readings_compress_after_days=0, predictions_retention_days=0)
+        )
+    )
+    assert "add_compression_policy" not in off
+    assert "add_retention_policy" not in off
+    assert "add_job" not in off
+    assert "remove_compression_policy('predictions', if_exists => true)" in off
+    assert "remove_retention_policy('predictions', if_exists => true)" in off
+    assert "delete_job(job_id)" in off
+
+
+def test_predictions_layout_plain_is_a_noop() -> None:
+    assert mig.predictions_layout_statements("plain", settings()) == []
+    step = next(m for m in mig.load_migrations() if m.label == "0006_predictions_layout")
+    assert step.generated
+    assert step.render("plain", settings()) == []
+    assert step.render("timescale", settings()) == mig.predictions_timescale_statements(settings())
+
+
+def test_predictions_layout_checksum_ignores_settings_but_not_the_branch() -> None:
+    step = mig.GENERATED[1]
+    assert step.label == "0006_predictions_layout"
+    assert step.checksum("timescale") == step.checksum("timescale")
+    assert step.checksum("plain") != step.checksum("timescale")
+    assert step.checksum("timescale") != mig.GENERATED[0].checksum("timescale")
+    assert mig.predictions_layout_statements(
+        "timescale", settings(predictions_retention_days=0)
+    ) != mig.predictions_layout_statements("timescale", settings())
+
+
+def _applied(**variants: mig.Variant) -> dict[int, mig.Applied]:
+    at = datetime(2025, 1, 1, tzinfo=UTC)
+    return {
+        int(v[1:]): mig.Applied(int(v[1:]), "x", "x", variant, at)
+        for v, variant in variants.items()
+    }
+
+
+def test_policies_are_re_applied_per_generated_step() -> None:
+    found = mig.load_migrations()
+    readings = mig.timescale_policy_statements(settings())
+    predictions = mig.predictions_policy_statements(settings())
+    assert mig.policy_statements({}, found, settings()) == []
+    assert mig.policy_statements(_applied(v2="plain", v6="plain"), found, settings()) == []
+    # 0006 not applied yet: its render adds the predictions policies the first time.
+    assert mig.policy_statements(_applied(v2="timescale"), found, settings()) == readings
+    both = _applied(v2="timescale", v6="timescale")
+    assert mig.policy_statements(both, found, settings()) == readings + predictions
 
 
 @pytest.mark.parametrize(
@@ -149,6 +275,7 @@ def test_layout_checksum_ignores_settings_but_not_the_branch() -> None:
         ("readings_chunk_interval", "0 days", "must be positive"),
         ("readings_chunk_interval", "1 day; DROP TABLE readings", "invalid interval"),
         ("readings_retention_days", -1, "greater than or equal"),
+        ("predictions_retention_days", -1, "greater than or equal"),
         ("readings_retention_days", 2, "longer than readings_1h_refresh_start_offset"),
         ("readings_1h_refresh_start_offset", "2 hours", "at least 2 hours"),
         ("timescale", "maybe", "auto"),
@@ -218,6 +345,7 @@ def test_shipped_migrations_are_ordered_and_packaged() -> None:
         "0003_alarms",
         "0004_predictions",
         "0005_prediction_timer",
+        "0006_predictions_layout",
     ]
     assert (mig.MIGRATIONS_DIR / "0001_initial.sql").is_file()
     (initial,) = found[0].render("plain", settings())
@@ -243,8 +371,11 @@ def test_plan_without_database_shows_every_step() -> None:
         "0003_alarms",
         "0004_predictions",
         "0005_prediction_timer",
+        "0006_predictions_layout",
     ]
     assert planned.steps[1].statements == mig.timescale_statements(settings())
+    assert planned.steps[5].statements == mig.predictions_timescale_statements(settings())
+    assert mig.plan(None, settings(), variant="plain").steps[5].statements == []
     with pytest.raises(ValueError, match="variant"):
         mig.plan(None, settings())
 

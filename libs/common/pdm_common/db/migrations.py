@@ -1,16 +1,17 @@
-"""Schema migrations: ordered SQL files plus one generated, branch-specific step.
+"""Schema migrations: ordered SQL files plus generated, branch-specific steps.
 
 `pdm migrate` (a Kubernetes Job in production; services never migrate on start) applies
 `migrations/NNNN_name.sql` in order, each in its own transaction, under a PostgreSQL advisory
 lock so concurrent runs are safe, and records version, checksum and branch in
 `schema_migrations`. An applied file must never change: a checksum mismatch stops the run.
 
-The storage layout of `readings` depends on the server. With the `timescaledb` extension the
-generated step makes it a compressed hypertable with retention and a continuous aggregate
-`readings_1h`; without it `readings_1h` is an ordinary view with the same columns and the same
-answers. The branch is chosen once (StorageSettings.timescale) and recorded; the Timescale
-policies come from StorageSettings and are re-applied on every run, so changing e.g.
-`PDM_READINGS_RETENTION_DAYS` takes effect with the next `pdm migrate`.
+The storage layout of `readings` and `predictions` depends on the server. With the
+`timescaledb` extension the generated steps (0002 for `readings`, 0006 for `predictions`) make
+them compressed hypertables with retention, plus a continuous aggregate `readings_1h`; without
+it `readings_1h` is an ordinary view with the same columns and the same answers, and
+`predictions` stays as 0004 created it. The branch is chosen once (StorageSettings.timescale)
+and recorded; the Timescale policies come from StorageSettings and are re-applied on every run,
+so changing e.g. `PDM_READINGS_RETENTION_DAYS` takes effect with the next `pdm migrate`.
 """
 
 from __future__ import annotations
@@ -77,13 +78,14 @@ _TIMESCALE_SCHEMA: tuple[LiteralString, ...] = (
     + " WITH NO DATA",
 )
 _SET_CHUNK: LiteralString = "SELECT set_chunk_time_interval('readings', {chunk_interval})"
-_RM_COMPRESSION: LiteralString = "SELECT remove_compression_policy('readings', if_exists => true)"
+# {table} is a literal: the policies of `readings` (0002) and `predictions` (0006) share these.
+_RM_COMPRESSION: LiteralString = "SELECT remove_compression_policy({table}, if_exists => true)"
 _ADD_COMPRESSION: LiteralString = (
-    "SELECT add_compression_policy('readings', {compress_after}, if_not_exists => true)"
+    "SELECT add_compression_policy({table}, {compress_after}, if_not_exists => true)"
 )
-_RM_RETENTION: LiteralString = "SELECT remove_retention_policy('readings', if_exists => true)"
+_RM_RETENTION: LiteralString = "SELECT remove_retention_policy({table}, if_exists => true)"
 _ADD_RETENTION: LiteralString = (
-    "SELECT add_retention_policy('readings', {drop_after}, if_not_exists => true)"
+    "SELECT add_retention_policy({table}, {drop_after}, if_not_exists => true)"
 )
 _RM_REFRESH: LiteralString = (
     "SELECT remove_continuous_aggregate_policy('readings_1h', if_exists => true)"
@@ -115,16 +117,26 @@ def _readings_1h_params(timescale: bool) -> dict[str, sql.Composable]:
     }
 
 
+def _compression_retention(table: str, compress_after_days: int, retention_days: int) -> list[str]:
+    """Replace the compression and retention policies of hypertable `table`; 0 = none."""
+    name = sql.Literal(table)
+    out = [_render(_RM_COMPRESSION, table=name)]
+    if compress_after_days:
+        compress_after = _days(compress_after_days)
+        out.append(_render(_ADD_COMPRESSION, table=name, compress_after=compress_after))
+    out.append(_render(_RM_RETENTION, table=name))
+    if retention_days:
+        out.append(_render(_ADD_RETENTION, table=name, drop_after=_days(retention_days)))
+    return out
+
+
 def timescale_policy_statements(settings: StorageSettings) -> list[str]:
-    """Chunk interval and policies from `settings`; replaces existing policies (idempotent)."""
+    """Chunk interval and policies of `readings` from `settings`; replaces existing policies
+    (idempotent)."""
     out = [_render(_SET_CHUNK, chunk_interval=_interval(settings.readings_chunk_interval))]
-    out.append(_render(_RM_COMPRESSION))
-    if settings.readings_compress_after_days:
-        compress_after = _days(settings.readings_compress_after_days)
-        out.append(_render(_ADD_COMPRESSION, compress_after=compress_after))
-    out.append(_render(_RM_RETENTION))
-    if settings.readings_retention_days:
-        out.append(_render(_ADD_RETENTION, drop_after=_days(settings.readings_retention_days)))
+    out += _compression_retention(
+        "readings", settings.readings_compress_after_days, settings.readings_retention_days
+    )
     out.append(_render(_RM_REFRESH))
     out.append(
         _render(
@@ -169,6 +181,123 @@ def _layout_checksum(variant: Variant) -> str:
     return _sha256("\n".join([*templates, *expressions]))
 
 
+# --- the generated predictions step (0006) -------------------------------------------------
+#
+# On the Timescale branch `predictions` becomes a hypertable on `time` like `readings`. A
+# hypertable's unique indexes must include its partitioning column, so 0004's
+# `predictions_request (request_id)` cannot stay: it is replaced by `predictions_request_time
+# (request_id, time)`. On its own that index would no longer dedupe: a prediction's `time` is
+# the `occurred_at` of the attempt that made it, so two deliveries of one request give two
+# different times and would both be stored (and SQL cannot make that time deterministic; it
+# is chosen by the service). The uniqueness of `request_id` therefore moves to a small plain
+# table, `prediction_requests (request_id PRIMARY KEY)`, filled by a BEFORE INSERT row trigger
+# on `predictions`: the trigger claims the request id with INSERT ... ON CONFLICT DO NOTHING
+# and drops the prediction row (RETURN NULL) when the id was already claimed. The primary key
+# makes a concurrent redelivery wait for the first transaction and then skip, as the unique
+# index does on the plain branch; a rolled-back insert releases its claim. The plain branch
+# keeps 0004's index and is left untouched.
+
+_PREDICTIONS_CHUNK_INTERVAL = "1 day"  # DESIGN.md: 1-day chunks, like `readings`' default
+_PREDICTION_REQUESTS_PRUNE_EVERY = "1 day"
+_PREDICTIONS_TIMESCALE: tuple[LiteralString, ...] = (
+    "CREATE EXTENSION IF NOT EXISTS timescaledb",
+    # The request ids already stored (unique under 0004's index) are claimed first.
+    "CREATE TABLE prediction_requests (request_id uuid PRIMARY KEY, time timestamptz NOT NULL)",
+    "CREATE INDEX prediction_requests_time ON prediction_requests (time)",
+    "INSERT INTO prediction_requests (request_id, time) SELECT request_id, time "
+    "FROM predictions WHERE request_id IS NOT NULL ON CONFLICT DO NOTHING",
+    "CREATE FUNCTION predictions_claim_request() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    "BEGIN "
+    "IF NEW.request_id IS NULL THEN RETURN NEW; END IF; "
+    "INSERT INTO prediction_requests (request_id, time) VALUES (NEW.request_id, NEW.time) "
+    "ON CONFLICT DO NOTHING; "
+    "IF FOUND THEN RETURN NEW; END IF; "
+    "RETURN NULL; "  # already stored: skip the row, as ON CONFLICT DO NOTHING would
+    "END $$",
+    # A hypertable's unique indexes must include `time`; see the comment above.
+    "DROP INDEX predictions_request",
+    "CREATE UNIQUE INDEX predictions_request_time ON predictions (request_id, time) "
+    "WHERE request_id IS NOT NULL",
+    "COMMENT ON INDEX predictions_request_time IS 'Replaces predictions_request (request_id): "
+    "a hypertable''s unique indexes must include time. Not a dedupe: redeliveries of a request "
+    "have different times; prediction_requests and the predictions_claim_request trigger "
+    "dedupe.'",
+    "COMMENT ON TABLE prediction_requests IS 'Request ids of stored predictions, claimed by the "
+    "predictions_claim_request trigger so a redelivered request stores nothing; pruned with "
+    "the predictions retention by prune_prediction_requests.'",
+    # The primary key (asset_id, time, prediction_id) already includes `time`; no default
+    # time index: chunk exclusion plus the BRIN index of 0004 cover time ranges.
+    "SELECT create_hypertable('predictions', by_range('time', {chunk_interval}), "
+    "create_default_indexes => false, migrate_data => true, if_not_exists => true)",
+    # Row triggers on a hypertable propagate to its chunks (BEFORE INSERT ones also fire for
+    # rows routed into compressed chunks).
+    "CREATE TRIGGER predictions_claim_request BEFORE INSERT ON predictions "
+    "FOR EACH ROW EXECUTE FUNCTION predictions_claim_request()",
+    "ALTER TABLE predictions SET (timescaledb.compress, "
+    "timescaledb.compress_segmentby = 'asset_id', "
+    "timescaledb.compress_orderby = 'time DESC')",
+    # Retention drops prediction chunks; this job forgets their claims on the same horizon.
+    "CREATE PROCEDURE prune_prediction_requests(job_id integer, config jsonb) "
+    "LANGUAGE sql AS $$ DELETE FROM prediction_requests "
+    "WHERE time < now() - (config->>'drop_after')::interval $$",
+)
+_RM_PRUNE_JOB: LiteralString = (
+    "SELECT delete_job(job_id) FROM timescaledb_information.jobs "
+    "WHERE proc_name = 'prune_prediction_requests'"
+)
+_ADD_PRUNE_JOB: LiteralString = (
+    "SELECT add_job('prune_prediction_requests', {every}, "
+    "config => jsonb_build_object('drop_after', {drop_after}))"
+)
+
+
+def predictions_policy_statements(settings: StorageSettings) -> list[str]:
+    """Compression and retention of `predictions` (and the matching prune of
+    `prediction_requests`) from `settings`; replaces existing ones (idempotent)."""
+    retention = settings.predictions_retention_days
+    out = _compression_retention("predictions", settings.readings_compress_after_days, retention)
+    out.append(_render(_RM_PRUNE_JOB))
+    if retention:
+        every = _interval(_PREDICTION_REQUESTS_PRUNE_EVERY)
+        out.append(_render(_ADD_PRUNE_JOB, every=every, drop_after=_days(retention)))
+    return out
+
+
+def predictions_timescale_statements(settings: StorageSettings) -> list[str]:
+    """What the Timescale branch of 0006 runs: the request claim table and trigger, the index
+    swap, the hypertable and its compression, then the policies."""
+    chunk_interval = _interval(_PREDICTIONS_CHUNK_INTERVAL)
+    schema = [_render(t, chunk_interval=chunk_interval) for t in _PREDICTIONS_TIMESCALE]
+    return schema + predictions_policy_statements(settings)
+
+
+def predictions_layout_statements(variant: Variant, settings: StorageSettings) -> list[str]:
+    """0006: `predictions` as a hypertable on the Timescale branch.
+
+    Plain branch: nothing to do. `predictions` stays the plain table of 0004, whose partial
+    unique index `predictions_request (request_id)` keeps a redelivered request a no-op.
+
+    Timescale branch: see `predictions_timescale_statements`. A hypertable's unique indexes
+    must include `time`, so `predictions_request` becomes `predictions_request_time
+    (request_id, time)`. That index alone would not dedupe: a prediction's `time` is its
+    `occurred_at`, which differs between redeliveries of one request, so both would be stored.
+    The request id is therefore made unique in the plain table `prediction_requests`, claimed
+    by a BEFORE INSERT trigger that skips a prediction whose request was already claimed.
+    Known limits of that branch: a claim outlives its prediction until the prune job runs
+    (the same horizon as `PDM_PREDICTIONS_RETENTION_DAYS`, none when that is 0, so the claim
+    table then grows by one small row per request, as `predictions` itself does); and a
+    request redelivered after its prediction and claim were pruned is stored again.
+    """
+    if variant == "plain":
+        return []
+    return predictions_timescale_statements(settings)
+
+
+def _predictions_layout_checksum(variant: Variant) -> str:
+    # As `_layout_checksum`: the templates, not the settings-dependent policies.
+    return _sha256("\n".join(_PREDICTIONS_TIMESCALE if variant == "timescale" else ["plain"]))
+
+
 # --- migration discovery -------------------------------------------------------------------
 
 
@@ -181,6 +310,8 @@ class Migration:
     render: Callable[[Variant, StorageSettings], list[str]] = field(repr=False)
     checksum: Callable[[Variant], str] = field(repr=False)
     generated: bool = False
+    #: Timescale policies re-applied on every run once the step is applied on that branch.
+    policies: Callable[[StorageSettings], list[str]] | None = field(default=None, repr=False)
 
     @property
     def label(self) -> str:
@@ -206,7 +337,24 @@ def _file_migration(path: Path) -> Migration:
 
 
 #: Steps whose SQL is produced by Python; their version numbers are reserved among the files.
-GENERATED = (Migration(2, "readings_layout", layout_statements, _layout_checksum, generated=True),)
+GENERATED = (
+    Migration(
+        2,
+        "readings_layout",
+        layout_statements,
+        _layout_checksum,
+        generated=True,
+        policies=timescale_policy_statements,
+    ),
+    Migration(
+        6,
+        "predictions_layout",
+        predictions_layout_statements,
+        _predictions_layout_checksum,
+        generated=True,
+        policies=predictions_policy_statements,
+    ),
+)
 
 
 def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
@@ -361,6 +509,18 @@ def recorded_variant(
     return generated[-1].variant if generated else None
 
 
+def policy_statements(
+    applied: dict[int, Applied], migrations: Sequence[Migration], settings: StorageSettings
+) -> list[str]:
+    """The Timescale policies of the generated steps already applied on that branch."""
+    out: list[str] = []
+    for m in migrations:
+        done = applied.get(m.version)
+        if m.policies is not None and done is not None and done.variant == "timescale":
+            out += m.policies(settings)
+    return out
+
+
 def verify_checksums(applied: dict[int, Applied], migrations: Sequence[Migration]) -> None:
     for m in migrations:
         done = applied.get(m.version)
@@ -424,8 +584,8 @@ def _apply(
 
 
 PLAIN_WARNING = (
-    "TimescaleDB is not available: readings stays a plain PostgreSQL table (no compression, "
-    "retention or continuous aggregate) and readings_1h is an ordinary view"
+    "TimescaleDB is not available: readings and predictions stay plain PostgreSQL tables (no "
+    "compression, retention or continuous aggregate) and readings_1h is an ordinary view"
 )
 
 
@@ -463,8 +623,9 @@ def migrate(
             ms = (time.perf_counter() - started) * 1000
             echo(f"applied {m.label}{f' [{variant}]' if m.generated else ''} ({ms:.0f} ms)")
             result.applied.append(m.label)
-        if recorded_variant(applied, migrations) == "timescale":
-            _apply(conn, "Timescale policies", timescale_policy_statements(settings))
+        policies = policy_statements(applied, migrations, settings)
+        if policies:
+            _apply(conn, "Timescale policies", policies)
             echo("re-applied Timescale policies from settings")
             result.policies_synced = True
         return result
@@ -559,6 +720,7 @@ def plan(
         for m in migrations
         if m.version not in applied
     ]
-    if recorded_variant(applied, migrations) == "timescale":
-        steps.append(PlannedStep("Timescale policies", timescale_policy_statements(settings)))
+    policies = policy_statements(applied, migrations, settings)
+    if policies:
+        steps.append(PlannedStep("Timescale policies", policies))
     return Plan(variant, steps, note)

@@ -51,7 +51,8 @@ def _normalise(text: str) -> str:
 
 
 class StorageSettings(BaseSettings):
-    """How `readings` is laid out; every field is a `PDM_`-prefixed environment variable."""
+    """How `readings` and `predictions` are laid out; every field is a `PDM_`-prefixed
+    environment variable."""
 
     model_config = SettingsConfigDict(
         env_prefix="PDM_", env_file=str(STACK_ENV_FILE), extra="ignore"
@@ -68,14 +69,20 @@ class StorageSettings(BaseSettings):
     readings_compress_after_days: int = Field(
         default=7,
         ge=0,
-        description="Compress `readings` chunks older than this many days; 0 = never "
-        "(TimescaleDB only).",
+        description="Compress `readings` and `predictions` chunks older than this many days; "
+        "0 = never (TimescaleDB only).",
     )
     readings_retention_days: int = Field(
         default=180,
         ge=0,
         description="Drop `readings` chunks older than this many days; 0 = keep forever "
         "(TimescaleDB only).",
+    )
+    predictions_retention_days: int = Field(
+        default=180,
+        ge=0,
+        description="Drop `predictions` chunks (1 day each) older than this many days, and "
+        "forget their request ids; 0 = keep forever (TimescaleDB only).",
     )
     readings_1h_refresh_start_offset: str = Field(
         default="3 days",
