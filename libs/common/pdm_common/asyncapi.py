@@ -20,6 +20,7 @@ from pdm_common.events import (
     AlarmCommand,
     AlarmEvent,
     GatewayMessage,
+    GroundTruth,
     ModelAliasMoved,
     Prediction,
     PredictionBatch,
@@ -27,6 +28,7 @@ from pdm_common.events import (
     PredictionError,
     PredictionRequest,
     ReadingsValidated,
+    SimulatorCommand,
 )
 
 DELIVERY_NOTE = (
@@ -75,6 +77,17 @@ CONTRACT: dict[str, tuple[Any, str]] = {
         "Failure probability, failure modes, RUL p10/p50/p90, health score and top factors, "
         "with the model versions that made them. Key: asset id.",
     ),
+    topics.SIMULATOR_COMMANDS: (
+        SimulatorCommand,
+        "Steer the simulated fleet: inject or clear a failure, change the scenario or the "
+        "rate; applied once per command_id, refused commands go to the .dlq with the reason. "
+        "Key: asset id.",
+    ),
+    topics.SIMULATOR_TRUTH: (
+        GroundTruth,
+        "What the simulator really did (failure injected, failed, cleared), to score alarms "
+        "and predictions against. Key: asset id.",
+    ),
     topics.MODELS: (
         ModelAliasMoved,
         "A registry alias (champion) moved to another model version; serving processes "
@@ -87,7 +100,7 @@ def build(version: str = "1.0.0") -> dict[str, Any]:
     broker = KafkaBroker("kafka:9092", description="Predictive-maintenance platform topics")
     for topic, (schema, description) in CONTRACT.items():
         broker.publisher(topic, schema=schema, title=topic, description=description)
-        if topic.startswith("{"):
+        if topic.startswith("{") or topic in topics.PRODUCED_ONLY:
             continue
         for companion, what in (
             (topics.retry_topic(topic), "retry (with pdm-not-before)"),

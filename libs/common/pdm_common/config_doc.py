@@ -18,6 +18,7 @@ SETTINGS_CLASSES = (
     "pdm_ingest.settings:IngestSettings",
     "pdm_anomaly.settings:AnomalySettings",
     "pdm_prediction.settings:PredictionSettings",
+    "pdm_simulator.settings:SimulatorSettings",
 )
 
 

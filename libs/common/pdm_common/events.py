@@ -153,6 +153,53 @@ class AlarmCommand(BaseModel):
     note: Annotated[str, StringConstraints(max_length=2000)] | None = None
 
 
+class SimulatorCommand(BaseModel):
+    """A request on `pdm.simulator.commands.v1` (key: asset id, if any) to steer the fleet.
+
+    `inject` starts a failure `mode` of `severity` on `asset_id` (degrading to failure over
+    `ramp_s`, default by severity); `clear` repairs it; `scenario` changes the operating point
+    of `asset_id` (or of every asset when it is absent); `rate` sets snapshots per second.
+    Applied once per `command_id`; the resulting ground truth goes to `pdm.simulator.truth.v1`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    command_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    action: Literal["inject", "clear", "scenario", "rate"]
+    asset_id: AssetId | None = None
+    mode: (
+        Literal[
+            "bearing_degradation", "motor_overheating", "sensor_interference", "tool_wear",
+            "seal_leak",
+        ]
+        | None
+    ) = None  # fmt: skip
+    severity: Literal["low", "medium", "high", "critical"] = "medium"
+    ramp_s: float | None = Field(None, gt=0, le=365 * 86400, description="Time to failure.")
+    sensor: SensorName | None = Field(None, description="Sensor of a `sensor_interference`.")
+    scenario: (
+        Literal["normal", "high_load", "precision", "cold_environment", "high_speed"] | None
+    ) = None
+    rate_hz: float | None = Field(None, gt=0, le=100)
+
+
+class GroundTruth(Envelope):
+    """On `pdm.simulator.truth.v1` (key: asset id): what the simulator really did to an asset,
+    for evaluating alarms and predictions (`failure.injected|failed|cleared`)."""
+
+    event_type: Literal["failure.injected", "failure.failed", "failure.cleared"]
+    asset_id: str
+    asset_type: str
+    mode: str
+    severity: str
+    injected_at: AwareDatetime
+    expected_failure_at: AwareDatetime | None = None
+    failed: bool = False
+    is_failure: bool = Field(True, description="False for sensor faults (the machine is fine).")
+    sensor: str | None = None
+    cleared_at: AwareDatetime | None = None
+
+
 class ModelAliasMoved(Envelope):
     """On `pdm.models.v1` (key: model name): a registry alias now points at another version.
 

@@ -1,0 +1,63 @@
+"""Applying a `SimulatorCommand` to the fleet: pure, so every refusal is testable and named."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pdm_common.events import GroundTruth as GroundTruthEvent
+from pdm_common.events import SimulatorCommand
+from pdm_simulator.machines import Fleet, GroundTruth
+
+
+class CommandRefused(ValueError):
+    """A command that can never apply (unknown asset, mode not for this machine type, ...)."""
+
+
+def apply_command(fleet: Fleet, command: SimulatorCommand, now: datetime) -> float | None:
+    """Apply `command`; returns the new rate for `rate` commands, else None. Ground truth
+    the command causes is queued in the fleet (`Fleet.drain_truth`)."""
+    if command.action == "rate":
+        if command.rate_hz is None:
+            raise CommandRefused("rate needs rate_hz")
+        return command.rate_hz
+    if command.action == "scenario":
+        if command.scenario is None:
+            raise CommandRefused("scenario needs scenario")
+        targets = None if command.asset_id is None else [_asset(fleet, command.asset_id)]
+        fleet.set_scenario(command.scenario, targets)
+        return None
+    asset_id = _asset(fleet, command.asset_id)
+    if command.mode is None:
+        raise CommandRefused(f"{command.action} needs mode")
+    machine = fleet[asset_id]
+    try:
+        if command.action == "inject":
+            ramp = timedelta(seconds=command.ramp_s) if command.ramp_s else None
+            machine.inject(command.mode, command.severity, now, ramp, sensor=command.sensor)
+        else:
+            machine.clear(command.mode, now)
+    except ValueError as exc:
+        raise CommandRefused(str(exc)) from None
+    return None
+
+
+def _asset(fleet: Fleet, asset_id: str | None) -> str:
+    if asset_id is None:
+        raise CommandRefused("this command needs asset_id")
+    if asset_id not in fleet.machines:
+        raise CommandRefused(f"unknown asset {asset_id!r}; the fleet has {sorted(fleet.machines)}")
+    return asset_id
+
+
+def truth_event(truth: GroundTruth) -> GroundTruthEvent:
+    """The event for one ground-truth change (cleared, failed, else injected)."""
+    kind = (
+        "failure.cleared"
+        if truth.cleared_at is not None
+        else "failure.failed"
+        if truth.failed
+        else "failure.injected"
+    )
+    return GroundTruthEvent.model_validate(
+        truth.to_event() | {"event_type": kind, "source": "simulator"}
+    )

@@ -1,0 +1,57 @@
+"""The simulator's consumer of `pdm.simulator.commands.v1`: steer the running fleet.
+
+A malformed command, or one that can never apply (unknown asset, a failure mode the machine
+type does not have, repairing what is not broken), is dead-lettered with the reason; a
+command id seen before changes nothing (redelivery). The ground truth a command causes is
+published by the runner on its next tick, with the readings it affects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import structlog
+from pydantic import ValidationError
+
+from pdm_common.delivery import Delivery, Failure, PermanentError
+from pdm_common.events import SimulatorCommand
+from pdm_simulator.commands import CommandRefused, apply_command
+from pdm_simulator.runner import FleetRunner
+
+log = structlog.get_logger(__name__)
+
+
+class CommandsProcessor:
+    """`delivery.BatchProcessor` for `pdm.simulator.commands.v1`."""
+
+    def __init__(self, runner: FleetRunner) -> None:
+        self.runner = runner
+        self.seen: set[str] = set()
+
+    def decode(self, delivery: Delivery) -> SimulatorCommand:
+        try:
+            return SimulatorCommand.model_validate_json(delivery.value)
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in err["loc"]) or "message"
+            raise PermanentError(f"{where}: {err['msg']}", reason="invalid") from None
+
+    async def process(self, items: Sequence[tuple[Delivery, SimulatorCommand]]) -> list[Failure]:
+        failures: list[Failure] = []
+        for delivery, command in items:
+            key = str(command.command_id)
+            if key in self.seen:
+                continue
+            try:
+                rate = apply_command(self.runner.fleet, command, datetime.now(UTC))
+            except CommandRefused as exc:
+                failures.append(Failure(delivery, PermanentError(str(exc), reason="refused")))
+                continue
+            if rate is not None:
+                self.runner.rate_hz = rate
+            self.seen.add(key)
+            log.info(
+                "simulator command applied", **command.model_dump(mode="json", exclude_none=True)
+            )
+        return failures

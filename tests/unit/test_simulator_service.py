@@ -1,0 +1,88 @@
+"""The simulator's pure edges: commands applied to a fleet, and one tick's messages."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pdm_common.events import GroundTruth, ReadingSnapshot, SimulatorCommand
+from pdm_simulator.commands import CommandRefused, apply_command
+from pdm_simulator.machines import Fleet
+from pdm_simulator.runner import tick_messages
+
+T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+
+
+def fleet() -> Fleet:
+    return Fleet.build({"pump": 2, "milling": 1}, seed=3)
+
+
+def test_a_tick_is_one_snapshot_per_machine_then_the_ground_truth() -> None:
+    f = fleet()
+    first = tick_messages(f, T0)
+    assert [m.topic for m in first] == ["pdm.readings.v1"] * 3
+    assert {m.key for m in first} == {b"pump-001", b"pump-002", b"milling-001"}
+    for m in first:
+        snap = ReadingSnapshot.model_validate_json(m.value)
+        assert snap.asset_id.encode() == m.key and snap.ts == T0
+    apply_command(
+        f,
+        SimulatorCommand(
+            action="inject", asset_id="pump-002", mode="seal_leak", severity="critical", ramp_s=60
+        ),
+        T0,
+    )
+    second = tick_messages(f, T0 + timedelta(seconds=1))
+    truth = [m for m in second if m.topic == "pdm.simulator.truth.v1"]
+    assert len(truth) == 1 and truth[0].key == b"pump-002"
+    event = GroundTruth.model_validate_json(truth[0].value)
+    assert (event.event_type, event.mode, event.severity) == (
+        "failure.injected",
+        "seal_leak",
+        "critical",
+    )
+    assert event.expected_failure_at == T0 + timedelta(seconds=60)
+    later = tick_messages(f, T0 + timedelta(seconds=61))
+    failed = [json.loads(m.value) for m in later if m.topic == "pdm.simulator.truth.v1"]
+    assert [e["event_type"] for e in failed] == ["failure.failed"]
+    assert tick_messages(f, T0 + timedelta(seconds=62))[-1].topic == "pdm.readings.v1"  # once
+
+
+def test_commands_change_scenario_rate_and_repair() -> None:
+    f = fleet()
+    assert apply_command(f, SimulatorCommand(action="rate", rate_hz=5), T0) == 5
+    apply_command(
+        f, SimulatorCommand(action="scenario", scenario="high_load", asset_id="pump-001"), T0
+    )
+    assert f["pump-001"].scenario == "high_load" and f["pump-002"].scenario == "normal"
+    apply_command(f, SimulatorCommand(action="scenario", scenario="cold_environment"), T0)
+    assert {m.scenario for m in f.machines.values()} == {"cold_environment"}
+    apply_command(
+        f, SimulatorCommand(action="inject", asset_id="milling-001", mode="tool_wear"), T0
+    )
+    apply_command(f, SimulatorCommand(action="clear", asset_id="milling-001", mode="tool_wear"), T0)
+    kinds = [t.cleared_at is not None for t in f.drain_truth()]
+    assert kinds == [False, True]
+
+
+@pytest.mark.parametrize(
+    ("command", "reason"),
+    [
+        (SimulatorCommand(action="inject", asset_id="pump-009", mode="seal_leak"), "unknown asset"),
+        (SimulatorCommand(action="inject", asset_id="milling-001", mode="seal_leak"), "seal_leak"),
+        (SimulatorCommand(action="inject", asset_id="pump-001"), "needs mode"),
+        (SimulatorCommand(action="inject", mode="seal_leak"), "needs asset_id"),
+        (SimulatorCommand(action="rate"), "needs rate_hz"),
+        (SimulatorCommand(action="scenario"), "needs scenario"),
+        (SimulatorCommand(action="clear", asset_id="pump-001", mode="seal_leak"), ""),
+    ],
+)
+def test_commands_that_cannot_apply_are_refused_with_a_reason(command, reason) -> None:
+    f = fleet()
+    if command.action == "clear":  # repairing what is not broken changes nothing
+        assert apply_command(f, command, T0) is None and f.drain_truth() == []
+        return
+    with pytest.raises(CommandRefused, match=reason):
+        apply_command(f, command, T0)
