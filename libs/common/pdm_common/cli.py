@@ -68,18 +68,16 @@ def asyncapi() -> None:
 @app.command("run")
 def run(
     stop_stack: Annotated[bool, typer.Option(help="Also stop the stack on exit.")] = False,
-    demo_assets: Annotated[int, typer.Option(help="Pumps the demo gateway simulates.")] = 5,
-    demo_rate_hz: Annotated[float, typer.Option(help="Snapshots per pump per second.")] = 1.0,
 ) -> None:
-    """Stack up, migrate, start every service and a demo gateway; Ctrl-C stops them."""
+    """Stack up, migrate, start every service and the fleet simulator; Ctrl-C stops them."""
     from pdm_common.devrun import run as run_platform
 
-    run_platform(stop_stack=stop_stack, demo_assets=demo_assets, demo_rate_hz=demo_rate_hz)
+    run_platform(stop_stack=stop_stack)
 
 
 @app.command("inject")
 def inject(
-    asset: Annotated[str, typer.Option(help="Asset id.")] = "demo-pump-001",
+    asset: Annotated[str, typer.Option(help="Asset id.")] = "pump-001",
     sensor: Annotated[str, typer.Option(help="Sensor name.")] = "vibration",
     value: Annotated[float, typer.Option(help="Value to send.")] = 9.0,
 ) -> None:
@@ -89,6 +87,59 @@ def inject(
 
     asyncio.run(publish_reading(CommonSettings().kafka_bootstrap, asset, {sensor: value}))
     typer.echo(f"sent {asset} {sensor}={value}; alarms: SELECT * FROM alarms ORDER BY opened_at")
+
+
+@app.command("simulate")
+def simulate(
+    action: Annotated[str, typer.Argument(help="inject | clear | scenario | rate")],
+    asset: Annotated[str | None, typer.Option(help="Asset id, e.g. pump-001.")] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            help="bearing_degradation, motor_overheating, sensor_interference, tool_wear, "
+            "seal_leak."
+        ),
+    ] = None,
+    severity: Annotated[str, typer.Option(help="low, medium, high, critical.")] = "medium",
+    ramp_s: Annotated[float | None, typer.Option(help="Seconds to failure.")] = None,
+    scenario: Annotated[
+        str | None,
+        typer.Option(help="normal, high_load, precision, cold_environment, high_speed."),
+    ] = None,
+    rate_hz: Annotated[float | None, typer.Option(help="Snapshots per second.")] = None,
+) -> None:
+    """Steer the fleet simulator (a command on pdm.simulator.commands.v1)."""
+    from pydantic import ValidationError
+
+    from pdm_common import topics
+    from pdm_common.devrun import publish_json
+    from pdm_common.events import SimulatorCommand
+    from pdm_common.settings import CommonSettings
+
+    fields = {
+        "action": action,
+        "asset_id": asset,
+        "mode": mode,
+        "severity": severity,
+        "ramp_s": ramp_s,
+        "scenario": scenario,
+        "rate_hz": rate_hz,
+    }
+    try:
+        command = SimulatorCommand.model_validate(
+            {k: v for k, v in fields.items() if v is not None}
+        )
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        raise typer.BadParameter(f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    bootstrap = CommonSettings().kafka_bootstrap
+    asyncio.run(
+        publish_json(bootstrap, topics.SIMULATOR_COMMANDS, command.model_dump(mode="json"), asset)
+    )
+    typer.echo(
+        f"sent {command.action} ({command.command_id}); refused commands: "
+        "pdm dlq list pdm.simulator.commands.v1; ground truth on pdm.simulator.truth.v1"
+    )
 
 
 @app.command("predict")

@@ -1,7 +1,7 @@
 """`pdm run` (what `make run` calls): the whole platform on a laptop, no Docker.
 
 Brings the embedded stack up, applies migrations, creates the topics, starts every service
-that exists as a child process plus a demo IoT gateway, prints where everything is and a
+that exists as a child process (the simulator is the IoT gateway), prints where everything is and a
 live line of what is flowing; Ctrl-C stops everything it started (the stack keeps running
 for `pdm` commands until `pdm stack down`, unless `--stop-stack`).
 """
@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -31,6 +30,7 @@ SERVICES = (
     ("ingest", "pdm_ingest", "PDM_INGEST_HTTP_PORT", 8001),
     ("anomaly", "pdm_anomaly", "PDM_ANOMALY_HTTP_PORT", 8002),
     ("prediction", "pdm_prediction", "PDM_PREDICTION_HTTP_PORT", 8003),
+    ("simulator", "pdm_simulator", "PDM_SIMULATOR_HTTP_PORT", 8009),
 )
 
 
@@ -41,38 +41,6 @@ def _env_from_file(path: Path) -> dict[str, str]:
             key, value = line.split("=", 1)
             env[key.strip()] = value.strip()
     return env
-
-
-async def demo_gateway(bootstrap: str, assets: int, rate_hz: float, stop: asyncio.Event) -> None:
-    """A stand-in IoT gateway: a few pumps publishing 4 sensors with noise and slow drift."""
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    rng = random.Random(42)
-    try:
-        tick = 0
-        while not stop.is_set():
-            now = datetime.now(UTC).isoformat()
-            for i in range(assets):
-                asset = f"demo-pump-{i + 1:03d}"
-                msg = {
-                    "asset_id": asset,
-                    "asset_type": "pump",
-                    "ts": now,
-                    "readings": {
-                        "temperature": round(60 + 5 * i + rng.gauss(0, 0.5) + tick * 0.001, 3),
-                        "vibration": round(2.0 + rng.gauss(0, 0.1), 4),
-                        "pressure": round(4.5e5 + rng.gauss(0, 2e3), 1),
-                        "power": round(7.5e3 + rng.gauss(0, 50), 1),
-                    },
-                }
-                await producer.send(topics.READINGS, json.dumps(msg).encode(), key=asset.encode())
-            tick += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1 / rate_hz)
-    finally:
-        await producer.stop()
 
 
 def _ready(ports: dict[str, int]) -> dict[str, str]:
@@ -107,7 +75,7 @@ def _counts(database_url: str) -> str:
     return f"readings stored: {row[0]}   open alarms: {row[1]}" if row else ""
 
 
-def run(stop_stack: bool = False, demo_assets: int = 5, demo_rate_hz: float = 1.0) -> None:
+def run(stop_stack: bool = False) -> None:
     from pdm_common.stack import stack
 
     typer.secho("== starting the embedded stack (broker, PostgreSQL, MLflow)", bold=True)
@@ -145,13 +113,15 @@ def run(stop_stack: bool = False, demo_assets: int = 5, demo_rate_hz: float = 1.
         f"   Kafka bootstrap   {settings.kafka_bootstrap}   (publish to {topics.READINGS})\n"
         f"   PostgreSQL        {settings.database_url}\n"
         f"   MLflow            {settings.mlflow_tracking_uri}\n"
-        f"   demo gateway      {demo_assets} pumps x 4 sensors at {demo_rate_hz} Hz\n"
+        "   simulator         pumps, motors, compressors, milling machines (PDM_SIMULATOR_*)\n"
+        "   break a pump:  .venv/bin/pdm simulate inject --asset pump-001 "
+        "--mode bearing_degradation --severity critical\n"
         f'   query:  psql "{settings.database_url}" -c '
         '"SELECT * FROM readings ORDER BY time DESC LIMIT 10"\n'
         "   dead letters:  .venv/bin/pdm dlq list pdm.readings.v1\n"
         "   Ctrl-C stops the services (the stack stays up: `pdm stack down`)."
     )
-    asyncio.run(_watch(settings, children, ports, demo_assets, demo_rate_hz))
+    asyncio.run(_watch(settings, children, ports))
     for _, child in children:
         child.send_signal(signal.SIGTERM)
     for name, child in children:
@@ -168,16 +138,11 @@ async def _watch(
     settings: CommonSettings,
     children: list[tuple[str, subprocess.Popen[bytes]]],
     ports: dict[str, int],
-    demo_assets: int,
-    demo_rate_hz: float,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    gateway = asyncio.create_task(
-        demo_gateway(settings.kafka_bootstrap, demo_assets, demo_rate_hz, stop)
-    )
     started = time.monotonic()
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
@@ -193,19 +158,23 @@ async def _watch(
             f"   [{time.monotonic() - started:6.0f}s] {counts}   "
             + "  ".join(f"{name}: {state}" for name, state in ready.items())
         )
-    await gateway
 
 
-async def publish_reading(bootstrap: str, asset_id: str, readings: dict[str, float]) -> None:
-    """One snapshot on `pdm.readings.v1`, as a gateway would send it (for demos)."""
+async def publish_json(bootstrap: str, topic: str, body: object, key: str | None) -> None:
+    """One JSON message, acknowledged by the broker (for the CLI's demo commands)."""
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
-        msg = {"asset_id": asset_id, "ts": datetime.now(UTC).isoformat(), "readings": readings}
         await producer.send_and_wait(
-            topics.READINGS, json.dumps(msg).encode(), key=asset_id.encode()
+            topic, json.dumps(body).encode(), key=key.encode() if key else None
         )
     finally:
         await producer.stop()
+
+
+async def publish_reading(bootstrap: str, asset_id: str, readings: dict[str, float]) -> None:
+    """One snapshot on `pdm.readings.v1`, as a gateway would send it (for demos)."""
+    msg = {"asset_id": asset_id, "ts": datetime.now(UTC).isoformat(), "readings": readings}
+    await publish_json(bootstrap, topics.READINGS, msg, asset_id)
