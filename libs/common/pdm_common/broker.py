@@ -33,17 +33,24 @@ log = structlog.get_logger(__name__)
 PRODUCER_BATCH_BYTES = 1 << 20
 
 
+def producer_options(settings: CommonSettings, service: str) -> dict[str, Any]:
+    """Producer settings shared by the FastStream broker and `BrokerPublisher`."""
+    return {
+        "client_id": f"pdm-{service}",
+        "acks": "all",
+        "enable_idempotence": settings.kafka_idempotent_producer,
+        "max_batch_size": PRODUCER_BATCH_BYTES,
+        # room for the largest accepted message plus delivery headers (DLQ keeps the bytes)
+        "max_request_size": settings.kafka_max_message_bytes + 65_536,
+        "linger_ms": 2,
+    }
+
+
 def make_broker(settings: CommonSettings, service: str) -> KafkaBroker:
     tracer_provider = configure_tracing(service, settings.otel_exporter)
     return KafkaBroker(
         settings.kafka_bootstrap,
-        client_id=f"pdm-{service}",
-        acks="all",
-        enable_idempotence=settings.kafka_idempotent_producer,
-        max_batch_size=PRODUCER_BATCH_BYTES,
-        # room for the largest accepted message plus delivery headers (DLQ keeps the bytes)
-        max_request_size=settings.kafka_max_message_bytes + 65_536,
-        linger_ms=2,
+        **producer_options(settings, service),
         middlewares=(
             KafkaTelemetryMiddleware(tracer_provider=tracer_provider),
             KafkaPrometheusMiddleware(registry=REGISTRY, app_name=f"pdm-{service}"),
@@ -72,15 +79,9 @@ class BrokerPublisher:
     async def start(self) -> AIOKafkaProducer:
         async with self._lock:
             if self._producer is None:
-                s = self.settings
                 producer = AIOKafkaProducer(
-                    bootstrap_servers=s.kafka_bootstrap,
-                    client_id=f"pdm-{self.service}",
-                    acks="all",
-                    enable_idempotence=s.kafka_idempotent_producer,
-                    max_batch_size=PRODUCER_BATCH_BYTES,
-                    max_request_size=s.kafka_max_message_bytes + 65_536,
-                    linger_ms=2,
+                    bootstrap_servers=self.settings.kafka_bootstrap,
+                    **producer_options(self.settings, self.service),
                 )
                 try:
                     await producer.start()

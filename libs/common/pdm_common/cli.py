@@ -113,7 +113,7 @@ def simulate(
 
     from pdm_common import topics
     from pdm_common.devrun import publish_json
-    from pdm_common.events import SimulatorCommand
+    from pdm_common.events import SimulatorCommand, describe_validation
     from pdm_common.settings import CommonSettings
 
     fields = {
@@ -130,8 +130,7 @@ def simulate(
             {k: v for k, v in fields.items() if v is not None}
         )
     except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        raise typer.BadParameter(f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        raise typer.BadParameter(describe_validation(exc)) from None
     bootstrap = CommonSettings().kafka_bootstrap
     asyncio.run(
         publish_json(bootstrap, topics.SIMULATOR_COMMANDS, command.model_dump(mode="json"), asset)

@@ -18,7 +18,17 @@ from pydantic import (
     Field,
     StringConstraints,
     TypeAdapter,
+    ValidationError,
 )
+
+
+def describe_validation(exc: ValidationError) -> str:
+    """The first validation error as `where: what` (e.g. `requests.0.asset_type: Field
+    required`): the one-line reason a DLQ header or an error reply carries."""
+    err = exc.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in err["loc"]) or "message"
+    return f"{where}: {err['msg']}"
+
 
 ASSET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 SENSOR_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"

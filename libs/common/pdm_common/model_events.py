@@ -9,7 +9,7 @@ import structlog
 from pydantic import ValidationError
 
 from pdm_common.delivery import Delivery, DependencyUnavailable, Failure, PermanentError
-from pdm_common.events import ModelAliasMoved
+from pdm_common.events import ModelAliasMoved, describe_validation
 from pdm_common.registry import ChampionCache, RegistryError, RegistryUnavailable
 from pdm_common.telemetry import metrics
 
@@ -44,9 +44,7 @@ class AliasMovedProcessor:
         try:
             return ModelAliasMoved.model_validate_json(delivery.value)
         except ValidationError as exc:
-            err = exc.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in err["loc"]) or "message"
-            raise PermanentError(f"{where}: {err['msg']}", reason="invalid") from None
+            raise PermanentError(describe_validation(exc), reason="invalid") from None
 
     async def process(self, items: Sequence[tuple[Delivery, ModelAliasMoved]]) -> list[Failure]:
         failures: list[Failure] = []

@@ -29,7 +29,7 @@ from pdm_common.delivery import (
     PermanentError,
     Publisher,
 )
-from pdm_common.events import AlarmCommand, AlarmEvent, ReadingsValidated
+from pdm_common.events import AlarmCommand, AlarmEvent, ReadingsValidated, describe_validation
 from pdm_common.telemetry import TRACE_HEADERS, metrics
 
 log = structlog.get_logger(__name__)
@@ -37,11 +37,6 @@ R = TypeVar("R")
 
 #: Most asset states kept; past it the least recently used are dropped (and warmed up again).
 MAX_ASSETS = 100_000
-
-
-def describe(exc: ValidationError) -> str:
-    err = exc.errors(include_url=False)[0]
-    return ".".join(str(p) for p in err["loc"]) + ": " + err["msg"]
 
 
 def outgoing(
@@ -115,7 +110,7 @@ class ReadingsProcessor:
         try:
             return ReadingsValidated.model_validate_json(delivery.value)
         except ValidationError as exc:
-            raise PermanentError(describe(exc), reason="invalid") from None
+            raise PermanentError(describe_validation(exc), reason="invalid") from None
 
     async def process(self, items: Sequence[tuple[Delivery, ReadingsValidated]]) -> list[Failure]:
         await self._warm_up_new_assets(items)
@@ -205,7 +200,7 @@ class CommandsProcessor:
         try:
             command = AlarmCommand.model_validate_json(delivery.value)
         except ValidationError as exc:
-            raise PermanentError(describe(exc), reason="invalid") from None
+            raise PermanentError(describe_validation(exc), reason="invalid") from None
         if command.action == "assign" and not command.assignee:
             raise PermanentError("assign needs an assignee", reason="invalid")
         return command

@@ -50,6 +50,7 @@ from pdm_common.events import (
     PredictionBatchRequest,
     PredictionError,
     PredictionRequest,
+    describe_validation,
 )
 from pdm_common.telemetry import TRACE_HEADERS
 from pdm_prediction.predictor import Predictor
@@ -71,11 +72,6 @@ SKIPPED = Counter(
     "Periodic or alarm-triggered predictions that could not be made, by trigger and code.",
     ["trigger", "code"],
 )
-
-
-def describe(exc: ValidationError) -> str:
-    err = exc.errors(include_url=False)[0]
-    return ".".join(str(p) for p in err["loc"]) + ": " + err["msg"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -107,7 +103,7 @@ def decode_request(value: bytes) -> Decoded:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        return Malformed(describe(exc))
+        return Malformed(describe_validation(exc))
 
 
 def reply_headers(delivery: Delivery, event_type: str) -> dict[str, str]:
@@ -310,7 +306,7 @@ class AlarmsProcessor:
         try:
             return AlarmEvent.model_validate_json(delivery.value)
         except ValidationError as exc:
-            raise PermanentError(describe(exc), reason="invalid") from None
+            raise PermanentError(describe_validation(exc), reason="invalid") from None
 
     async def process(self, items: Sequence[tuple[Delivery, AlarmEvent]]) -> list[Failure]:
         requests = alarm_requests([e for _, e in items], self.settings.routes)

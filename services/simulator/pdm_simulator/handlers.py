@@ -15,7 +15,7 @@ import structlog
 from pydantic import ValidationError
 
 from pdm_common.delivery import Delivery, Failure, PermanentError
-from pdm_common.events import SimulatorCommand
+from pdm_common.events import SimulatorCommand, describe_validation
 from pdm_simulator.commands import CommandRefused, apply_command
 from pdm_simulator.runner import FleetRunner
 
@@ -33,9 +33,7 @@ class CommandsProcessor:
         try:
             return SimulatorCommand.model_validate_json(delivery.value)
         except ValidationError as exc:
-            err = exc.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in err["loc"]) or "message"
-            raise PermanentError(f"{where}: {err['msg']}", reason="invalid") from None
+            raise PermanentError(describe_validation(exc), reason="invalid") from None
 
     async def process(self, items: Sequence[tuple[Delivery, SimulatorCommand]]) -> list[Failure]:
         failures: list[Failure] = []
