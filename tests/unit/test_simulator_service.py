@@ -86,3 +86,30 @@ def test_commands_that_cannot_apply_are_refused_with_a_reason(command, reason) -
         return
     with pytest.raises(CommandRefused, match=reason):
         apply_command(f, command, T0)
+
+
+def test_the_simulated_fleet_stays_inside_the_default_limits_until_it_degrades() -> None:
+    """The anomaly service's default limits name the simulator's sensors, and a healthy fleet
+    under every scenario never crosses them (no alarm storm on `make run`)."""
+    from pdm_anomaly.detectors.limits import default_limits
+    from pdm_simulator.machines import SCENARIOS
+
+    limits = default_limits()
+    for name in SCENARIOS:
+        f = Fleet.build({"pump": 2, "motor": 2, "compressor": 2}, seed=5, scenario=name)
+        for i in range(2000):
+            for snap in f.snapshots(T0 + timedelta(seconds=30 * i)):
+                table = limits[snap["asset_type"]]
+                for sensor, value in snap["readings"].items():
+                    if sensor in table:
+                        assert table[sensor].check(value).severity is None, (name, snap)
+    assert {"bearing_temperature", "winding_temperature", "discharge_temperature"} <= {
+        s for t in limits.values() for s in t
+    }
+    f = Fleet.build({"pump": 1}, seed=5)
+    f["pump-001"].inject("bearing_degradation", "critical", T0, timedelta(minutes=10))
+    worst = None
+    for i in range(30):
+        snap = f.snapshots(T0 + timedelta(seconds=30 * i))[0]
+        worst = worst or limits["pump"]["vibration"].check(snap["readings"]["vibration"]).severity
+    assert worst is not None  # the injected bearing fault reaches an ISO 10816 zone

@@ -58,23 +58,30 @@ def vibration_limit(sensor: str, machine_class: str) -> Limit:
 
 
 def default_limits() -> dict[str, dict[str, Limit]]:
-    """asset type -> sensor -> limit, for the simulated fleet (units as the simulator sends)."""
+    """asset type -> sensor -> limit, for the simulated fleet (units as the simulator sends,
+    °C for temperatures). `temperature` covers gateways that send one generic temperature;
+    the named ones are the simulator's: rolling-bearing outer ring 90/105 °C, motor winding
+    at insulation class F (155 °C rating: alarm 130, near the rating 150), compressor
+    discharge 110/125 °C."""
+
+    def high(sensor: str, major: float, critical: float) -> Limit:
+        return Limit(sensor, (("major", None, major), ("critical", None, critical)))
+
     return {
         "pump": {
             "vibration": vibration_limit("vibration", "II"),
-            "temperature": Limit("temperature", (("major", None, 90.0), ("critical", None, 105.0))),
+            "temperature": high("temperature", 90.0, 105.0),
+            "bearing_temperature": high("bearing_temperature", 90.0, 105.0),
         },
         "motor": {
             "vibration": vibration_limit("vibration", "I"),
-            "temperature": Limit(
-                "temperature", (("major", None, 110.0), ("critical", None, 130.0))
-            ),
+            "temperature": high("temperature", 110.0, 130.0),
+            "winding_temperature": high("winding_temperature", 130.0, 150.0),
         },
         "compressor": {
             "vibration": vibration_limit("vibration", "III"),
-            "temperature": Limit(
-                "temperature", (("major", None, 110.0), ("critical", None, 125.0))
-            ),
+            "temperature": high("temperature", 110.0, 125.0),
+            "discharge_temperature": high("discharge_temperature", 110.0, 125.0),
         },
     }
 
