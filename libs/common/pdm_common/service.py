@@ -9,10 +9,11 @@ Kubernetes stops routing to, and alerts on, a service that cannot do its work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,6 +125,27 @@ def make_service_app(
         on_shutdown=list(on_shutdown),
         after_shutdown=list(after_shutdown),
     )
+
+
+class BackgroundTask:
+    """One long-running coroutine a service starts at start-up and cancels at shutdown
+    (a timer, a simulator's tick loop)."""
+
+    def __init__(self, name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self.name = name
+        self.run = run
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name=self.name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
 
 @dataclass

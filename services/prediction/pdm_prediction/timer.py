@@ -8,7 +8,6 @@ the replicas and the retry/DLQ path is the same one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -19,6 +18,7 @@ from prometheus_client import Counter
 from pdm_common import topics
 from pdm_common.delivery import Outgoing, Publisher
 from pdm_common.events import PredictionRequest
+from pdm_common.service import BackgroundTask
 from pdm_prediction.settings import PredictionSettings
 from pdm_prediction.storage import PredictionStore
 
@@ -51,7 +51,7 @@ class PeriodicScorer:
         self.store = store
         self.publisher = publisher
         self.settings = settings
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("periodic-predictions", self._loop)
 
     async def round(self) -> int:
         """Queue one round if this replica claims it; returns the requests queued."""
@@ -78,12 +78,8 @@ class PeriodicScorer:
             await asyncio.sleep(check * random.uniform(0.8, 1.2))
 
     def start(self) -> None:
-        if self.settings.periodic_interval_s > 0 and self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="periodic-predictions")
+        if self.settings.periodic_interval_s > 0:
+            self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()

@@ -9,7 +9,6 @@ missed ones are skipped, not bunched: a live gateway does not replay the past ei
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from prometheus_client import Counter
 
 from pdm_common import topics
 from pdm_common.delivery import Outgoing, Publisher
+from pdm_common.service import BackgroundTask
 from pdm_simulator.commands import truth_event
 from pdm_simulator.machines import Fleet
 
@@ -48,7 +48,7 @@ class FleetRunner:
         self.fleet = fleet
         self.publisher = publisher
         self.rate_hz = rate_hz
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("fleet", self._loop)
 
     async def tick(self, now: datetime) -> int:
         messages = tick_messages(self.fleet, now)
@@ -74,12 +74,7 @@ class FleetRunner:
             await asyncio.sleep(next_at - now)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="fleet")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
