@@ -44,8 +44,8 @@ def db_url(migrated_database_url: str) -> str:
     """The migrated database with every service table emptied before the test."""
     with psycopg.connect(migrated_database_url) as conn:
         conn.execute(
-            "TRUNCATE readings, assets, alarm_events, alarm_commands_applied, alarms, predictions "
-            "CASCADE"
+            "TRUNCATE readings, assets, alarm_events, alarm_commands_applied, alarms, predictions, "
+            "api_keys, audit_log, idempotency_keys CASCADE"
         )
         conn.execute("UPDATE prediction_timer SET last_tick = '-infinity'")
     return migrated_database_url

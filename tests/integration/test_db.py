@@ -97,6 +97,7 @@ def test_migrate_from_scratch_then_rerun_is_a_noop(fresh_db: str) -> None:
         "0004_predictions",
         "0005_prediction_timer",
         "0006_predictions_layout",
+        "0007_gateway",
     ]
     assert any("storage branch: plain" in m for m in messages)
     recorded = _rows(fresh_db, "SELECT version, name, variant, applied_at FROM schema_migrations")
@@ -107,6 +108,7 @@ def test_migrate_from_scratch_then_rerun_is_a_noop(fresh_db: str) -> None:
         (4, "predictions", "plain"),
         (5, "prediction_timer", "plain"),
         (6, "predictions_layout", "plain"),
+        (7, "gateway", "plain"),
     ]
     tables = _rows(
         fresh_db,
@@ -132,6 +134,7 @@ def test_migrate_from_scratch_then_rerun_is_a_noop(fresh_db: str) -> None:
         ("predictions", "applied"),
         ("prediction_timer", "applied"),
         ("predictions_layout", "applied"),
+        ("gateway", "applied"),
     ]
     assert report.recorded_variant == "plain"
     assert report.timescale_available is False
@@ -153,6 +156,7 @@ def test_changed_checksum_is_detected(fresh_db: str, tmp_path: Path) -> None:
         "predictions": "applied",
         "prediction_timer": "applied",
         "predictions_layout": "applied",
+        "gateway": "applied",
     }
     assert _rows(fresh_db, "SELECT to_regclass('sneaky')") == [(None,)]
 
@@ -164,7 +168,7 @@ def test_failing_migration_is_rolled_back_entirely(fresh_db: str, tmp_path: Path
     )
     with pytest.raises(mig.MigrationError, match="0009_broken failed and was rolled back"):
         mig.migrate(fresh_db, SETTINGS, migrations=mig.load_migrations(directory))
-    assert _rows(fresh_db, "SELECT max(version) FROM schema_migrations") == [(6,)]
+    assert _rows(fresh_db, "SELECT max(version) FROM schema_migrations") == [(7,)]
     assert _rows(fresh_db, "SELECT to_regclass('half_done')") == [(None,)]
 
 
@@ -192,10 +196,11 @@ def test_concurrent_migrate_runs_are_serialised(fresh_db: str, tmp_path: Path) -
         "0004_predictions",
         "0005_prediction_timer",
         "0006_predictions_layout",
+        "0007_gateway",
         "0009_slow",
     ]
     assert any("waiting for it to finish" in m for ms in messages for m in ms)
-    assert _rows(fresh_db, "SELECT count(*) FROM schema_migrations") == [(7,)]
+    assert _rows(fresh_db, "SELECT count(*) FROM schema_migrations") == [(8,)]
 
 
 def test_timescale_on_without_the_extension_fails_before_touching_anything(

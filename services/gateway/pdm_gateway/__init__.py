@@ -1,0 +1,1 @@
+"""The API gateway: the one HTTP (REST + WebSocket) entry of the platform for clients."""

@@ -1,0 +1,153 @@
+"""Predictions: stored ones read from `predictions` (owned by the prediction service), and
+on-demand ones through Kafka request/reply (504 when the service does not answer in time)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from pdm_common import topics
+from pdm_common.events import (
+    Prediction,
+    PredictionBatch,
+    PredictionBatchRequest,
+    PredictionError,
+    PredictionRequest,
+)
+from pdm_gateway import cursors
+from pdm_gateway.api.deps import (
+    AssetIdPath,
+    CursorQuery,
+    FromQuery,
+    LimitQuery,
+    ToQuery,
+    aware,
+    bus,
+    decode_cursor,
+    page_limit,
+    store,
+)
+from pdm_gateway.api.schemas import PredictionPage
+from pdm_gateway.keys import Principal
+from pdm_gateway.problems import Problem, problem_responses
+from pdm_gateway.security import READ
+
+router = APIRouter(prefix="/v1", tags=["predictions"])
+#: PredictionError code -> HTTP status of a single on-demand prediction.
+ERROR_STATUS = {
+    "invalid_request": 422,
+    "unknown_asset_type": 422,
+    "missing_sensors": 409,
+    "insufficient_history": 409,
+    "no_champion": 503,
+    "model_error": 502,
+}
+
+
+@router.get(
+    "/assets/{asset_id}/predictions/latest",
+    response_model=dict[str, Any],
+    responses=problem_responses(401, 403, 404, 429),
+)
+async def latest_prediction(
+    request: Request, asset_id: AssetIdPath, _: Principal = READ
+) -> dict[str, Any]:
+    """The asset's newest stored prediction (a `prediction.made` event)."""
+    rows = await store(request).predictions(asset_id, None, None, None, 1)
+    if not rows:
+        raise Problem(404, f"no prediction stored for asset {asset_id!r}", slug="not-found")
+    return rows[0][2]
+
+
+@router.get(
+    "/assets/{asset_id}/predictions",
+    response_model=PredictionPage,
+    responses=problem_responses(400, 401, 403, 422, 429),
+)
+async def prediction_history(
+    request: Request,
+    asset_id: AssetIdPath,
+    start: FromQuery = None,
+    end: ToQuery = None,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 100,
+    _: Principal = READ,
+) -> PredictionPage:
+    """Stored predictions of the asset in `[from, to)`, newest first."""
+    before = decode_cursor(cursor, (datetime, str))
+    limit = page_limit(request, limit)
+    rows = await store(request).predictions(
+        asset_id,
+        aware(start, "from"),
+        aware(end, "to"),
+        before,
+        limit + 1,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = cursors.encode(rows[-1][0], rows[-1][1]) if more else None
+    return PredictionPage(asset_id=asset_id, items=[p for _, _, p in rows], next_cursor=next_cursor)
+
+
+@router.post(
+    "/predict",
+    response_model=Prediction,
+    responses=problem_responses(401, 403, 409, 413, 422, 429, 502, 503, 504),
+)
+async def predict(request: Request, body: PredictionRequest, _: Principal = READ) -> Any:
+    """Predict now for one asset: from its stored readings, or from the `readings` /
+    `history` in the body. The prediction is also stored and published."""
+    body = body.model_copy(update={"trigger": "request"})
+    (reply, *_rest) = await bus(request).call(
+        topics.PREDICTION_REQUESTS,
+        body.model_dump(mode="json"),
+        body.asset_id,
+        "prediction service",
+    )
+    if reply.get("event_type") == "prediction.error":
+        error = PredictionError.model_validate(reply)
+        raise Problem(
+            ERROR_STATUS.get(error.code, 502),
+            error.message,
+            slug=error.code.replace("_", "-"),
+            code=error.code,
+            missing=error.missing,
+        )
+    return reply
+
+
+@router.post(
+    "/predict/batch",
+    response_model=PredictionBatch,
+    responses=problem_responses(401, 403, 413, 422, 429, 503, 504),
+)
+async def predict_batch(
+    request: Request, body: PredictionBatchRequest, _: Principal = READ
+) -> PredictionBatch:
+    """Predict for up to 1,000 assets at once; the answer lists the predictions and, in
+    place of the ones that could not be made, errors (`errors`, with the asset and a code)."""
+    requests = [r.model_copy(update={"trigger": "request"}) for r in body.requests]
+    body = body.model_copy(update={"requests": requests})
+    parts = await bus(request).call(
+        topics.PREDICTION_REQUESTS,
+        body.model_dump(mode="json"),
+        str(body.batch_id),
+        "prediction service",
+    )
+    for part in parts:
+        if part.get("event_type") == "prediction.error":
+            error = PredictionError.model_validate(part)
+            raise Problem(422, error.message, slug="invalid-request", code=error.code)
+    merged = [PredictionBatch.model_validate(p) for p in parts]
+    merged.sort(key=lambda p: p.part)
+    first = merged[0]
+    return first.model_copy(
+        update={
+            "part": 1,
+            "parts": 1,
+            "predictions": [p for m in merged for p in m.predictions],
+            "errors": [e for m in merged for e in m.errors],
+        }
+    )

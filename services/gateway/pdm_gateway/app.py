@@ -1,0 +1,209 @@
+"""Wiring of the API gateway: settings, database pool, Kafka bus and stream, routes, probes.
+
+The gateway reads the tables of other services (CQRS read side) and writes only its own
+(`api_keys`, `audit_log`, `idempotency_keys`); every change elsewhere is a Kafka command or
+HTTP-ingested readings on `pdm.readings.v1`. It starts while Kafka or PostgreSQL is down
+and reports not-ready until both answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from pdm_common import topics
+from pdm_common.broker import ensure_topics
+from pdm_common.db.pool import create_pool, ping
+from pdm_common.events import ReadingSnapshot
+from pdm_common.settings import CommonSettings
+from pdm_common.telemetry import REGISTRY, configure_logging
+from pdm_gateway.api import admin, alarms, assets, predictions, readings, simulator
+from pdm_gateway.api import stream as stream_api
+from pdm_gateway.bus import SERVICE, Bus
+from pdm_gateway.latest import LatestCache
+from pdm_gateway.middleware import AuditLog, BodyLimit
+from pdm_gateway.problems import install as install_problems
+from pdm_gateway.security import Authenticator
+from pdm_gateway.settings import GatewaySettings
+from pdm_gateway.storage import GatewayStore
+from pdm_gateway.stream import StreamHub
+
+log = structlog.get_logger(__name__)
+DESCRIPTION = """\
+The one HTTP entry of the predictive-maintenance platform.
+
+Every `/v1` route needs an API key (`Authorization: Bearer pdm_...` or `X-API-Key`), with the
+scope it names: `read`, `write` (implies read) or `admin` (implies both). Create one with
+`pdm apikey create --name me --scopes read,write`. Errors are RFC 9457 problem details
+(`application/problem+json`); `429` carries `Retry-After`. Lists are keyset-paginated:
+pass `next_cursor` back as `cursor`. The topics behind the API are described by the
+AsyncAPI document at `/asyncapi.json`.
+"""
+
+
+def create_app(
+    common: CommonSettings | None = None, settings: GatewaySettings | None = None
+) -> FastAPI:
+    common = common or CommonSettings()
+    settings = settings or GatewaySettings()
+    configure_logging(SERVICE, common.log_level, common.log_format)
+    store = GatewayStore()
+    bus = Bus(common, settings.reply_timeout_s)
+    latest = LatestCache(settings.latest_cache_assets)
+    hub = StreamHub(
+        common.kafka_bootstrap,
+        settings.stream_queue,
+        settings.stream_max_dropped,
+        latest if settings.latest_cache_assets else None,
+        common.kafka_fetch_max_wait_ms,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store.pool = await create_pool(
+            common.database_url,
+            min_size=1,
+            max_size=common.database_pool_size,
+            name=SERVICE,
+            statement_timeout_ms=common.database_statement_timeout_ms,
+        )
+        topics_ready = asyncio.create_task(_ensure_topics(common))
+        bus.start()
+        hub.start()
+        purge = asyncio.create_task(_purge_idempotency(store, settings.idempotency_ttl_h))
+        try:
+            yield
+        finally:
+            for task in (topics_ready, purge):
+                task.cancel()
+            await hub.stop()
+            await bus.stop()
+            await store.pool.close()
+
+    docs = settings.public_docs
+    app = FastAPI(
+        title="Predictive-maintenance platform API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.bus = bus
+    app.state.hub = hub
+    app.state.latest = latest
+    app.state.auth = Authenticator(store, settings)
+    install_problems(app)
+    for module in (assets, readings, alarms, predictions, simulator, admin, stream_api):
+        app.include_router(module.router)
+
+    @app.get("/health", tags=["probes"])
+    async def health() -> dict[str, str]:
+        """Alive (liveness probe)."""
+        return {"status": "alive", "service": SERVICE}
+
+    @app.get("/ready", tags=["probes"], responses={503: {"description": "Not ready"}})
+    async def ready() -> JSONResponse:
+        """Database reachable and migrated, broker connected (readiness probe)."""
+        checks = {
+            "database": await ping(store.pool) if store.pool else False,
+            "schema": await store.schema_ready() if store.pool else False,
+            "broker": bus.replies_ready and hub.connected,
+        }
+        ok = all(checks.values())
+        return JSONResponse(
+            {"ready": ok, "service": SERVICE, "checks": checks}, status_code=200 if ok else 503
+        )
+
+    if docs:
+
+        @app.get("/asyncapi.json", tags=["probes"], response_model=dict[str, Any])
+        async def asyncapi() -> dict[str, Any]:
+            """The AsyncAPI document of every topic of the platform."""
+            from pdm_common.asyncapi import build
+
+            return build()
+
+    @app.get("/metrics", tags=["probes"], response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        """Prometheus metrics."""
+        return PlainTextResponse(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key"],
+            expose_headers=["Retry-After", "X-Next-Cursor"],
+        )
+    # Outermost last: the audit log also records what the body limit refused.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AuditLog, store=store)
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document plus the schema of the readings body (parsed by hand, see
+    `post_readings`, so a bad message gets the error of the shape it has)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        snapshot = ReadingSnapshot.model_json_schema(ref_template="#/components/schemas/{model}")
+        schema.setdefault("components", {}).setdefault("schemas", {})["ReadingSnapshot"] = snapshot
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+async def _ensure_topics(common: CommonSettings) -> None:
+    delay = 1.0
+    while True:
+        try:
+            await ensure_topics(
+                common.kafka_bootstrap, topics.all_topics(), partitions=common.kafka_partitions
+            )
+            return
+        except Exception as exc:
+            log.warning("cannot create topics yet", error=repr(exc), retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+async def _purge_idempotency(store: GatewayStore, ttl_h: float) -> None:
+    while True:
+        with contextlib.suppress(Exception):
+            removed = await store.purge_idempotency(datetime.now(UTC) - timedelta(hours=ttl_h))
+            if removed:
+                log.info("idempotency keys expired", removed=removed)
+        await asyncio.sleep(600)
+
+
+def run(app: FastAPI, port: int, host: str = "0.0.0.0") -> None:
+    import uvicorn
+
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        loop="uvloop",
+        http="httptools",
+        ws="websockets",
+    )

@@ -1,0 +1,113 @@
+"""Authentication (API keys), authorisation (scopes) and per-key rate limiting, as FastAPI
+dependencies so the OpenAPI document shows which scope each route needs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from pdm_gateway.keys import Principal, parse_token, token_from_headers
+from pdm_gateway.problems import Problem
+from pdm_gateway.ratelimit import RateLimiter, retry_after_header
+from pdm_gateway.settings import GatewaySettings
+from pdm_gateway.storage import GatewayStore
+
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer pdm_<id>_<secret>`")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: pdm_...`")
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="pdm"'}
+
+
+@dataclass(slots=True)
+class _Cached:
+    principal: Principal | None
+    expires: float
+
+
+class Authenticator:
+    """Looks keys up in `api_keys`, trusting an answer for `key_cache_s` seconds (so a
+    revocation takes effect within that time on every replica) and rate-limits each key."""
+
+    def __init__(
+        self,
+        store: GatewayStore,
+        settings: GatewaySettings,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.limiter = RateLimiter(settings.rate_limit_burst_s, clock)
+        self._cache: dict[str, _Cached] = {}
+
+    async def principal(self, token: str | None) -> Principal:
+        if not token:
+            raise Problem(
+                401,
+                "this endpoint needs an API key: send `Authorization: Bearer <key>` or "
+                "`X-API-Key: <key>` (create one with `pdm apikey create`)",
+                slug="unauthenticated",
+                headers=_CHALLENGE,
+            )
+        now = self.clock()
+        cached = self._cache.get(token)
+        if cached is None or cached.expires <= now:
+            parsed = parse_token(token)
+            found = await self.store.authenticate(*parsed) if parsed else None
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            cached = self._cache[token] = _Cached(found, now + self.settings.key_cache_s)
+        if cached.principal is None:
+            raise Problem(
+                401,
+                "the API key is unknown, malformed or revoked",
+                slug="unauthenticated",
+                headers=_CHALLENGE,
+            )
+        return cached.principal
+
+    def check(self, principal: Principal, scope: str) -> None:
+        if not principal.allows(scope):
+            raise Problem(
+                403,
+                f"the key {principal.key_id!r} ({sorted(principal.scopes)}) lacks the "
+                f"{scope!r} scope this endpoint needs",
+                slug="forbidden",
+            )
+        rate = principal.rate_limit_per_s or self.settings.rate_limit_per_s
+        wait = self.limiter.acquire(principal.key_id, rate)
+        if wait > 0:
+            raise Problem(
+                429,
+                f"rate limit of {rate:g} requests/s for key {principal.key_id!r} exceeded; "
+                f"retry in {wait:.2f} s",
+                slug="rate-limited",
+                headers={"Retry-After": retry_after_header(wait)},
+            )
+
+
+def require(scope: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the calling key, which must have `scope` and be within its rate."""
+
+    async def dependency(
+        request: Request,
+        bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+        api_key: str | None = Depends(_header),
+    ) -> Principal:
+        auth: Authenticator = request.app.state.auth
+        token = token_from_headers(f"Bearer {bearer.credentials}" if bearer else None, api_key)
+        principal = await auth.principal(token)
+        request.state.principal = principal
+        auth.check(principal, scope)
+        return principal
+
+    dependency.__name__ = f"require_{scope}"
+    return dependency
+
+
+READ = Depends(require("read"))
+WRITE = Depends(require("write"))
+ADMIN = Depends(require("admin"))
