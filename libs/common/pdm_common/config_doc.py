@@ -19,6 +19,7 @@ SETTINGS_CLASSES = (
     "pdm_anomaly.settings:AnomalySettings",
     "pdm_prediction.settings:PredictionSettings",
     "pdm_simulator.settings:SimulatorSettings",
+    "pdm_gateway.settings:GatewaySettings",
 )
 
 

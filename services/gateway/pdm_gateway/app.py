@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
 from typing import Any
 
 import structlog
@@ -32,6 +33,8 @@ from pdm_gateway.api import stream as stream_api
 from pdm_gateway.bus import SERVICE, Bus
 from pdm_gateway.latest import LatestCache
 from pdm_gateway.middleware import AuditLog, BodyLimit
+from pdm_gateway.problems import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
+from pdm_gateway.problems import ProblemDetail
 from pdm_gateway.problems import install as install_problems
 from pdm_gateway.security import Authenticator
 from pdm_gateway.settings import GatewaySettings
@@ -158,16 +161,41 @@ def create_app(
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document plus the schema of the readings body (parsed by hand, see
-    `post_readings`, so a bad message gets the error of the shape it has)."""
-    if app.openapi_schema is None:
-        schema = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
-        )
-        snapshot = ReadingSnapshot.model_json_schema(ref_template="#/components/schemas/{model}")
-        schema.setdefault("components", {}).setdefault("schemas", {})["ReadingSnapshot"] = snapshot
-        app.openapi_schema = schema
-    return app.openapi_schema
+    """FastAPI's document, made to say what the gateway really answers: every error is a
+    problem document (`application/problem+json`, also FastAPI's own 422), every `/v1` route
+    can answer 401/403/429 (the key check) and every write 413 (the body limit); plus the
+    schema of the readings body (parsed by hand, see `post_readings`)."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    schemas["ReadingSnapshot"] = ReadingSnapshot.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
+    schemas["ProblemDetail"] = ProblemDetail.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}}
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            if path.startswith("/v1/"):
+                extra = [401, 403, 429] + ([413] if method in ("post", "patch", "put") else [])
+                for status in extra:
+                    responses.setdefault(str(status), {"description": HTTPStatus(status).phrase})
+            if operation.get("parameters") or operation.get("requestBody"):
+                responses.setdefault("422", {"description": "Invalid request"})
+            if operation.get("requestBody"):
+                responses.setdefault("400", {"description": "Body is not JSON"})
+            for status, response in responses.items():
+                if status[0] in "45":
+                    response["content"] = problem
+    app.openapi_schema = schema
+    return schema
 
 
 async def _ensure_topics(common: CommonSettings) -> None:
