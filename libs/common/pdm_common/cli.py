@@ -70,11 +70,15 @@ def asyncapi() -> None:
 @app.command("run")
 def run(
     stop_stack: Annotated[bool, typer.Option(help="Also stop the stack on exit.")] = False,
+    train: Annotated[
+        bool, typer.Option(help="Train the initial models the registry lacks (a few minutes).")
+    ] = True,
 ) -> None:
-    """Stack up, migrate, start every service and the fleet simulator; Ctrl-C stops them."""
+    """Stack up, migrate, train missing models, start every service, the fleet simulator and
+    the API gateway; print the API URL and key; Ctrl-C stops them."""
     from pdm_common.devrun import run as run_platform
 
-    run_platform(stop_stack=stop_stack)
+    run_platform(stop_stack=stop_stack, train=train)
 
 
 @app.command("inject")

@@ -31,6 +31,7 @@ SERVICES = (
     ("anomaly", "pdm_anomaly", "PDM_ANOMALY_HTTP_PORT", 8002),
     ("prediction", "pdm_prediction", "PDM_PREDICTION_HTTP_PORT", 8003),
     ("simulator", "pdm_simulator", "PDM_SIMULATOR_HTTP_PORT", 8009),
+    ("gateway", "pdm_gateway", "PDM_GATEWAY_HTTP_PORT", 8000),
 )
 
 
@@ -75,7 +76,8 @@ def _counts(database_url: str) -> str:
     return f"readings stored: {row[0]}   open alarms: {row[1]}" if row else ""
 
 
-def run(stop_stack: bool = False) -> None:
+def run(stop_stack: bool = False, train: bool = True) -> None:
+    from pdm_common.bootstrap import demo_api_key, train_initial_models
     from pdm_common.stack import stack
 
     typer.secho("== starting the embedded stack (broker, PostgreSQL, MLflow)", bold=True)
@@ -89,6 +91,11 @@ def run(stop_stack: bool = False) -> None:
     subprocess.run(
         [sys.executable, "-m", "pdm_common.cli", "topics", "ensure"], env=env, check=True
     )
+
+    if train:
+        typer.secho("== initial models (trained only if the registry has no champion)", bold=True)
+        train_initial_models(env, settings.mlflow_tracking_uri)
+    api_key = demo_api_key(STATE_DIR, env)
 
     logs = STATE_DIR / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -108,8 +115,12 @@ def run(stop_stack: bool = False) -> None:
             f"   {name:<10} pid {child.pid}  http://127.0.0.1:{port}/ready  log {logs / name}.log"
         )
 
+    api = f"http://127.0.0.1:{ports['gateway']}"
     typer.secho("\n== the platform is running", bold=True, fg="green")
+    typer.secho(f"   API               {api}   (OpenAPI docs: {api}/docs)", bold=True)
+    typer.secho(f"   API key (admin)   {api_key}   (also in {STATE_DIR / 'api-key'})", bold=True)
     typer.echo(
+        f"   try:  curl -H 'Authorization: Bearer {api_key}' {api}/v1/assets\n"
         f"   Kafka bootstrap   {settings.kafka_bootstrap}   (publish to {topics.READINGS})\n"
         f"   PostgreSQL        {settings.database_url}\n"
         f"   MLflow            {settings.mlflow_tracking_uri}\n"
