@@ -11,7 +11,8 @@ import pytest
 
 from pdm_common.delivery import Delivery
 from pdm_common.events import PredictionError, PredictionRequest
-from pdm_prediction.handlers import Malformed, RequestsProcessor, error_event, reply_headers
+from pdm_common.request_reply import reply_headers
+from pdm_prediction.handlers import Malformed, RequestsProcessor, error_event
 from pdm_prediction.serving import (
     DEFAULT_ROUTES,
     Confidence,

@@ -19,6 +19,8 @@ from pdm_common import topics
 from pdm_common.events import (
     AlarmCommand,
     AlarmEvent,
+    AssetCommand,
+    AssetCommandResult,
     GatewayMessage,
     GroundTruth,
     ModelAliasMoved,
@@ -49,6 +51,14 @@ CONTRACT: dict[str, tuple[Any, str]] = {
         "Readings of one asset that ingest stored durably; at-least-once (consumers ignore "
         "timestamps they have seen). Key: asset id.",
     ),
+    topics.ASSET_COMMANDS: (
+        AssetCommand,
+        "Create, update or delete an asset (Kafka request/reply); applied by ingest, which "
+        "owns the `assets` table, in order per asset. The answer, an AssetCommandResult "
+        "(created, updated, deleted, not_found, conflict or invalid), goes to the `reply_to` "
+        "header topic with the same `correlation_id`; a malformed command also goes to the "
+        ".dlq companion. Key: asset id.",
+    ),
     topics.ANOMALIES: (
         AlarmEvent,
         "Alarm lifecycle events from the anomaly service (opened, escalated, cleared, "
@@ -67,10 +77,11 @@ CONTRACT: dict[str, tuple[Any, str]] = {
         "too (`trigger`). Key: asset id.",
     ),
     "{reply_to}": (
-        Prediction | PredictionError | PredictionBatch,
-        "Replies of the prediction service, on the topic a request named in its `reply_to` "
-        "header, with the request's `correlation_id` header. Not a platform topic: the "
-        "requester owns it (no retry or DLQ companions).",
+        Prediction | PredictionError | PredictionBatch | AssetCommandResult,
+        "Replies of the prediction service (to prediction requests) and of ingest (to asset "
+        "commands), on the topic a request named in its `reply_to` header, with the "
+        "request's `correlation_id` header. Not a platform topic: the requester owns it (no "
+        "retry or DLQ companions).",
     ),
     topics.PREDICTIONS: (
         Prediction,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -161,6 +161,109 @@ class AlarmCommand(BaseModel):
     actor: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     assignee: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
     note: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+Criticality = Literal["low", "medium", "high", "critical"]
+#: Who owns an asset row that ingest registered itself on the asset's first reading.
+AUTO_REGISTERED_BY = "auto"
+#: Largest `metadata` of an asset, JSON-encoded (compact, UTF-8); ingest checks it, because
+#: a bound on the encoded size is what protects the table and every reply that carries it.
+MAX_ASSET_METADATA_BYTES = 16 * 1024
+
+
+class AssetFields(BaseModel):
+    """The descriptive columns of an asset, every one optional: a create sets the ones given
+    (the rest stay empty, or as they were on an asset ingest registered itself), an update
+    changes only the ones given (a field cannot be set back to null). `metadata` is
+    replaced as a whole, not merged, so what a client sends is what is stored; it is bounded
+    to 16 KiB encoded (checked by ingest, with the size in the error)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    asset_type: Annotated[str, StringConstraints(pattern=SENSOR_PATTERN)] | None = Field(
+        None, description="e.g. `pump`, `motor`, `milling`: routes the asset to its models."
+    )
+    site: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    line: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    display_name: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    criticality: Criticality | None = None
+    machine_class: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = Field(
+        None, description="e.g. an ISO 10816 class `I`..`IV` for vibration limits."
+    )
+    metadata: dict[str, Any] | None = Field(
+        None, description="Free-form JSON object, at most 16 KiB encoded."
+    )
+
+
+class AssetCommand(BaseModel):
+    """A request on `pdm.asset.commands.v1` (key: asset id, so one asset's commands apply in
+    order) to register, change or remove an asset. Ingest owns the `assets` table and
+    applies it; the answer is an `AssetCommandResult` on the `reply_to` header topic (same
+    `correlation_id` header), and a malformed command is dead-lettered and, when it names a
+    `reply_to`, answered `invalid`.
+
+    * `create` inserts the asset; `conflict` if it exists already. Exception: a row ingest
+      registered itself on the asset's first reading (`registered_by = "auto"`) is taken
+      over: the create fills the fields it gives (the others, e.g. the `asset_type` the
+      gateway reported, are kept) and the actor becomes its owner (`created`). A create that
+      finds the asset owned by the same actor with every given field as it asks answers
+      `created` again, so a redelivered or retried create is harmless.
+    * `update` changes the given fields (at least one); `not_found` if there is no such asset.
+    * `delete` removes the asset row; `not_found` if there is none. Its readings are kept
+      (history is not the registry's to erase); a later reading registers it again, `auto`.
+
+    `actor` is who asks (`auto` is reserved for ingest). A redelivered command gets the
+    answer its first delivery got, while the ingest process that applied it runs.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    command_id: uuid.UUID = Field(
+        default_factory=uuid.uuid4,
+        description="Names the command across redeliveries; when a message has none, ingest "
+        "derives it from the message's topic, partition and offset.",
+    )
+    action: Literal["create", "update", "delete"]
+    asset_id: AssetId
+    actor: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    fields: AssetFields | None = None
+
+
+class AssetRecord(BaseModel):
+    """One row of `assets`, as a command's reply carries it (and the gateway serves it)."""
+
+    asset_id: str
+    asset_type: str | None = None
+    site: str | None = None
+    line: str | None = None
+    display_name: str | None = None
+    criticality: str | None = None
+    machine_class: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    registered_by: str = Field(description="`auto` when ingest registered it on first reading.")
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+AssetCommandStatus = Literal["created", "updated", "deleted", "not_found", "conflict", "invalid"]
+
+
+class AssetCommandResult(Envelope):
+    """The reply to an `AssetCommand` (the gateway maps `status` to HTTP: created 201,
+    updated/deleted 200, not_found 404, conflict 409, invalid 422).
+
+    `asset` is the row after the command (for `deleted`: the row as it was removed; for
+    `conflict`: the row that is in the way); `message` says why for the refusals. For a
+    malformed command, `command_id`, `asset_id` and `action` are echoed when they could be read.
+    """
+
+    event_type: Literal["asset.command_result"] = "asset.command_result"
+    command_id: uuid.UUID | None = None
+    asset_id: str | None = None
+    action: Literal["create", "update", "delete"] | None = None
+    status: AssetCommandStatus
+    message: str | None = None
+    asset: AssetRecord | None = None
 
 
 class SimulatorCommand(BaseModel):

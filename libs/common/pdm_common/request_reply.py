@@ -4,6 +4,10 @@ A client owns one private reply topic and one consumer on it; each request carri
 `reply_to` and a fresh `correlation_id` header, and waits (with a timeout) for the replies
 that carry that id. A reply may come in numbered parts (a batch answer has `parts`): the
 call returns when all have arrived. Replies nobody waits for any more (timed out) are dropped.
+
+The server side (a service answering requests it consumes) is the few helpers below
+`ReplyClient`: where to answer (`reply_to`) and the headers an answer carries (`reply_headers`:
+the request's `correlation_id` and trace context), so every service answers the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +23,13 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from pdm_common.broker import ensure_topics
+from pdm_common.delivery import Delivery, Outgoing
+from pdm_common.events import Envelope
+from pdm_common.telemetry import TRACE_HEADERS
+
+#: Request headers: the topic to answer on, and the id the answer must carry back.
+REPLY_TO = "reply_to"
+CORRELATION_ID = "correlation_id"
 
 
 class ReplyTimeout(TimeoutError):
@@ -82,7 +93,7 @@ class ReplyClient:
                     self._receive(record, now)
 
     def _receive(self, record: Any, now: float) -> None:
-        cid = dict(record.headers or ()).get("correlation_id", b"").decode()
+        cid = dict(record.headers or ()).get(CORRELATION_ID, b"").decode()
         pending = self._pending.get(cid)
         if pending is None or pending.future.done():
             return
@@ -100,7 +111,7 @@ class ReplyClient:
         cid = uuid.uuid4().hex
         pending = _Pending(asyncio.get_running_loop().create_future())
         self._pending[cid] = pending
-        headers = [("reply_to", self.topic.encode()), ("correlation_id", cid.encode())]
+        headers = [(REPLY_TO, self.topic.encode()), (CORRELATION_ID, cid.encode())]
         started = time.perf_counter()
         try:
             await self.producer.send_and_wait(
@@ -126,3 +137,34 @@ def _parts(value: bytes) -> int:
     except (ValueError, AttributeError):
         return 1
     return parts if isinstance(parts, int) and parts >= 1 else 1
+
+
+# --------------------------------------------------------------------------------------------
+# Server side
+# --------------------------------------------------------------------------------------------
+
+
+def reply_to(delivery: Delivery) -> str | None:
+    """The topic a request asks to be answered on; None when nobody waits for an answer."""
+    return delivery.headers.get(REPLY_TO) or None
+
+
+def reply_headers(delivery: Delivery, event_type: str) -> dict[str, str]:
+    """Headers of an answer (or of an event caused by a request): the request's
+    `correlation_id`, so the client matches it, and its trace context, so the trace goes on."""
+    headers = {"content-type": "application/json", "event_type": event_type}
+    if CORRELATION_ID in delivery.headers:
+        headers[CORRELATION_ID] = delivery.headers[CORRELATION_ID]
+    return headers | {k: v for k, v in delivery.headers.items() if k in TRACE_HEADERS}
+
+
+def reply_outgoing(
+    delivery: Delivery, event: Envelope, key: bytes | None = None
+) -> Outgoing | None:
+    """The answer to `delivery` carrying `event`, keyed by `key` (by default the request's
+    key); None when the request names no `reply_to`."""
+    topic = reply_to(delivery)
+    if topic is None:
+        return None
+    headers = reply_headers(delivery, event.event_type)
+    return Outgoing(topic, event.to_json(), delivery.key if key is None else key, headers)

@@ -1,4 +1,4 @@
-"""Wiring of the ingest service: settings, broker, database pool, handler, HTTP probes."""
+"""Wiring of the ingest service: settings, broker, database pool, handlers, HTTP probes."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ from pdm_common import topics
 from pdm_common.broker import subscribe_reliably
 from pdm_common.service import ServiceKit
 from pdm_common.settings import CommonSettings
-from pdm_ingest.handlers import SERVICE, IngestProcessor
+from pdm_ingest.handlers import SERVICE, AssetCommandsProcessor, IngestProcessor
 from pdm_ingest.settings import IngestSettings
-from pdm_ingest.storage import ReadingStore
+from pdm_ingest.storage import AssetStore, ReadingStore
+
+#: Asset commands per batch: a human or API rate, and each is its own transaction.
+ASSET_COMMANDS_MAX_RECORDS = 500
 
 
 def create_app(
@@ -28,6 +31,16 @@ def create_app(
         group_id=settings.group_id,
         settings=common,
         max_records=settings.batch_max_records,
+    )
+    # Commands share the readings' store, so a delete also clears its known-asset cache.
+    commands = AssetCommandsProcessor(AssetStore(store), kit.publisher)
+    subscribe_reliably(
+        kit.broker,
+        topics.ASSET_COMMANDS,
+        kit.reliable(commands),
+        group_id=f"{settings.group_id}.assets",
+        settings=common,
+        max_records=ASSET_COMMANDS_MAX_RECORDS,
     )
 
     async def start() -> None:

@@ -1,9 +1,14 @@
-"""The ingest batch processor: validate, store once, then announce what was stored.
+"""The ingest batch processors.
 
-Order of side effects per batch: database commit -> `pdm.readings.validated.v1` published and
+Readings (`pdm.readings.v1`): validate, store once, then announce what was stored. Order of
+side effects per batch: database commit -> `pdm.readings.validated.v1` published and
 acknowledged -> (caller) offsets committed. A crash between any two steps redelivers the
 batch; the natural key makes the re-insert a no-op and downstream consumers ignore readings
 they have seen (documented on `ReadingsValidated`).
+
+Asset commands (`pdm.asset.commands.v1`, request/reply): each command in its own transaction,
+in order -> the replies -> (caller) offsets committed. Decisions and idempotency are in
+`commands.py`.
 """
 
 from __future__ import annotations
@@ -14,10 +19,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import structlog
+from prometheus_client import Counter
 
 from pdm_common import topics
 from pdm_common.db.pool import db_call
 from pdm_common.delivery import (
+    H_ORIGINAL_OFFSET,
+    H_ORIGINAL_PARTITION,
+    H_ORIGINAL_TOPIC,
     Delivery,
     DependencyUnavailable,
     Failure,
@@ -25,10 +34,26 @@ from pdm_common.delivery import (
     PermanentError,
     Publisher,
 )
-from pdm_common.events import ReadingSnapshot, ReadingsValidated, ValidatedSnapshot
-from pdm_common.telemetry import TRACE_HEADERS, metrics
+from pdm_common.events import (
+    AssetCommand,
+    AssetCommandResult,
+    ReadingSnapshot,
+    ReadingsValidated,
+    ValidatedSnapshot,
+)
+from pdm_common.request_reply import reply_outgoing
+from pdm_common.telemetry import REGISTRY, TRACE_HEADERS, metrics
+from pdm_ingest.commands import (
+    Malformed,
+    Outcome,
+    ResultMemo,
+    decode_command,
+    delivery_command_id,
+    invalid_result,
+    result,
+)
 from pdm_ingest.settings import IngestSettings
-from pdm_ingest.storage import ReadingStore, WriteResult
+from pdm_ingest.storage import AssetStore, ReadingStore, WriteResult
 from pdm_ingest.validation import Limits, validate_message
 
 log = structlog.get_logger(__name__)
@@ -36,6 +61,13 @@ SERVICE = "ingest"
 
 Item = tuple[Delivery, list[ReadingSnapshot]]
 R = TypeVar("R")
+
+ASSET_COMMANDS = Counter(
+    "pdm_asset_commands_total",
+    "Asset commands answered, by action and status (`invalid` includes malformed ones).",
+    ["action", "status"],
+    registry=REGISTRY,
+)
 
 
 def limits_from(settings: IngestSettings, max_message_bytes: int) -> Limits:
@@ -184,3 +216,87 @@ class IngestProcessor:
     def _count(self, result: WriteResult) -> None:
         metrics.rows_written.labels(SERVICE, "readings").inc(result.inserted)
         metrics.rows_duplicate.labels(SERVICE, "readings").inc(result.duplicates)
+
+
+# --------------------------------------------------------------------------------------------
+# Asset commands
+# --------------------------------------------------------------------------------------------
+
+
+class AssetCommandsProcessor:
+    """`delivery.BatchProcessor` for `pdm.asset.commands.v1` (create, update, delete).
+
+    * A malformed command is dead-lettered (`undecodable`/`invalid`) and, when it names a
+      `reply_to`, answered `invalid` with the reason; so is a command the database refuses
+      (`rejected_by_database`).
+    * Commands apply one transaction each, in batch order (one asset's commands share a key,
+      hence a partition, hence that order). A database outage raises `DependencyUnavailable`:
+      the whole batch is processed again once it is back, and the commands applied before
+      it are answered from the `ResultMemo` instead of being applied twice.
+    * Replies go out after every command of the batch is committed, before the offsets are.
+      A reply that cannot be delivered is logged, not retried: the command is applied, and a
+      client that timed out asks again (a repeated create answers `created`).
+    """
+
+    def __init__(
+        self, store: AssetStore, publisher: Publisher, memo: ResultMemo | None = None
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.memo = memo or ResultMemo()
+
+    def decode(self, delivery: Delivery) -> AssetCommand | Malformed:
+        origin = delivery.origin_headers()
+        default_id = delivery_command_id(
+            origin[H_ORIGINAL_TOPIC], origin[H_ORIGINAL_PARTITION], origin[H_ORIGINAL_OFFSET]
+        )
+        return decode_command(delivery.value, default_id)
+
+    async def process(
+        self, items: Sequence[tuple[Delivery, AssetCommand | Malformed]]
+    ) -> list[Failure]:
+        failures: list[Failure] = []
+        answers: list[tuple[Delivery, AssetCommandResult]] = []
+        for delivery, command in items:
+            if isinstance(command, Malformed):
+                failures.append(
+                    Failure(delivery, PermanentError(command.error, reason=command.reason))
+                )
+                answer = invalid_result(command, SERVICE)
+            elif (remembered := self.memo.get(command)) is not None:
+                answer = remembered
+            else:
+                try:
+                    outcome = await db_call(self.store.apply(command))
+                except PermanentError as exc:  # this command alone, e.g. a NUL in a string
+                    failures.append(Failure(delivery, exc))
+                    outcome = Outcome("invalid", str(exc))
+                answer = result(command, outcome, SERVICE)
+                if outcome.status != "invalid":  # a dead letter may be replayed after a fix
+                    self.memo.put(command, answer)
+                log.info(
+                    "asset command",
+                    asset_id=command.asset_id,
+                    action=command.action,
+                    actor=command.actor,
+                    status=answer.status,
+                    correlation_id=delivery.headers.get("correlation_id"),
+                )
+            answers.append((delivery, answer))
+        await self._send_replies([r for d, a in answers if (r := reply_outgoing(d, a)) is not None])
+        for _, answer in answers:
+            ASSET_COMMANDS.labels(answer.action or "unknown", answer.status).inc()
+        return failures
+
+    async def _send_replies(self, replies: list[Outgoing]) -> None:
+        if not replies:
+            return
+        try:
+            await self.publisher.publish_many(replies)
+        except Exception as exc:
+            log.warning(
+                "asset command replies not delivered",
+                replies=len(replies),
+                topics=sorted({r.topic for r in replies}),
+                error=repr(exc),
+            )

@@ -52,7 +52,8 @@ from pdm_common.events import (
     PredictionRequest,
     describe_validation,
 )
-from pdm_common.telemetry import TRACE_HEADERS
+from pdm_common.request_reply import REPLY_TO, reply_headers
+from pdm_common.telemetry import REGISTRY
 from pdm_prediction.predictor import Predictor
 from pdm_prediction.serving import ServingError
 from pdm_prediction.settings import PredictionSettings
@@ -60,8 +61,6 @@ from pdm_prediction.storage import SERVICE, PredictionStore
 
 log = structlog.get_logger(__name__)
 
-REPLY_TO = "reply_to"
-CORRELATION_ID = "correlation_id"
 #: Alarm events that make the service re-assess the asset now.
 REASSESS_ON = frozenset({"alarm.opened", "alarm.escalated"})
 #: Namespace of the request ids derived from alarm event ids.
@@ -71,6 +70,7 @@ SKIPPED = Counter(
     "pdm_prediction_skipped_total",
     "Periodic or alarm-triggered predictions that could not be made, by trigger and code.",
     ["trigger", "code"],
+    registry=REGISTRY,
 )
 
 
@@ -104,13 +104,6 @@ def decode_request(value: bytes) -> Decoded:
         return model.model_validate(data)
     except ValidationError as exc:
         return Malformed(describe_validation(exc))
-
-
-def reply_headers(delivery: Delivery, event_type: str) -> dict[str, str]:
-    headers = {"content-type": "application/json", "event_type": event_type}
-    if CORRELATION_ID in delivery.headers:
-        headers[CORRELATION_ID] = delivery.headers[CORRELATION_ID]
-    return headers | {k: v for k, v in delivery.headers.items() if k in TRACE_HEADERS}
 
 
 def error_event(request: PredictionRequest | None, error: ServingError) -> PredictionError:

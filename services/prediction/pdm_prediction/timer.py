@@ -19,12 +19,15 @@ from pdm_common import topics
 from pdm_common.delivery import Outgoing, Publisher
 from pdm_common.events import PredictionRequest
 from pdm_common.service import BackgroundTask
+from pdm_common.telemetry import REGISTRY
 from pdm_prediction.settings import PredictionSettings
 from pdm_prediction.storage import PredictionStore
 
 log = structlog.get_logger(__name__)
 
-QUEUED = Counter("pdm_prediction_periodic_queued_total", "Periodic requests queued.")
+QUEUED = Counter(
+    "pdm_prediction_periodic_queued_total", "Periodic requests queued.", registry=REGISTRY
+)
 #: Requests published per `publish_many` call while queueing a round.
 CHUNK = 5000
 
