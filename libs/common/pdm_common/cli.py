@@ -9,6 +9,7 @@ import typer
 
 from pdm_common.db.cli import register as register_db
 from pdm_common.dlq_cli import dlq_app
+from pdm_common.replay_cli import replay_app
 from pdm_common.stack.cli import stack_app
 from pdm_common.train_cli import train_app
 from pdm_gateway.cli import apikey_app
@@ -20,6 +21,7 @@ app = typer.Typer(
 app.add_typer(stack_app, name="stack")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(train_app, name="train")
+app.add_typer(replay_app, name="replay")
 register_db(app)
 app.add_typer(apikey_app, name="apikey")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics of the platform.")

@@ -1,5 +1,6 @@
 """Wiring of the simulator: settings, broker, the fleet runner, the commands consumer, probes.
-It owns no tables, so it never connects to the database."""
+It owns no tables, so it never connects to the database. At start it rebuilds the fleet's
+state from its topics (`restore.py`) before the first tick and before the consumer joins."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pdm_common.service import ServiceKit
 from pdm_common.settings import CommonSettings
 from pdm_simulator.handlers import CommandsProcessor
 from pdm_simulator.machines import Fleet
-from pdm_simulator.runner import FleetRunner
+from pdm_simulator.restore import restore
+from pdm_simulator.runner import FleetRunner, truth_message
 from pdm_simulator.settings import SimulatorSettings
 
 SERVICE = "simulator"
@@ -25,19 +27,26 @@ def create_app(
     kit = ServiceKit.create(common, SERVICE)
     fleet = Fleet.build(settings.fleet, seed=settings.seed, scenario=settings.scenario)
     runner = FleetRunner(fleet, kit.publisher, settings.rate_hz)
+    processor = CommandsProcessor(runner)
     subscribe_reliably(
         kit.broker,
         topics.SIMULATOR_COMMANDS,
-        kit.reliable(CommandsProcessor(runner)),
+        kit.reliable(processor),
         group_id=settings.group_id,
         settings=common,
         max_records=100,
     )
 
-    async def start() -> None:
+    async def start() -> None:  # FastStream runs this before its consumers start
         await ensure_topics(
             common.kafka_bootstrap, topics.all_topics(), partitions=common.kafka_partitions
         )
+        restored = await restore(fleet, common)
+        processor.seen |= restored.seen
+        if restored.rate_hz is not None:
+            runner.rate_hz = restored.rate_hz
+        if restored.owed_truth:
+            await runner.publish([truth_message(t) for t in restored.owed_truth])
         runner.start()
 
     async def no_database() -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from pdm_common.events import GroundTruth as GroundTruthEvent
 from pdm_common.events import SimulatorCommand
@@ -11,6 +11,18 @@ from pdm_simulator.machines import Fleet, GroundTruth
 
 class CommandRefused(ValueError):
     """A command that can never apply (unknown asset, mode not for this machine type, ...)."""
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def command_time(timestamp_ms: int | None, now: datetime) -> datetime:
+    """When a command takes effect: its Kafka record's timestamp (CreateTime), exact to the
+    millisecond, so the consumer and a restart that replays the topic (`restore.py`) apply it
+    at the same instant and derive the same failure times; `now` for a record without one."""
+    if timestamp_ms is None or timestamp_ms < 0:
+        return now
+    return _EPOCH + timedelta(milliseconds=timestamp_ms)
 
 
 def apply_command(fleet: Fleet, command: SimulatorCommand, now: datetime) -> float | None:
@@ -49,15 +61,15 @@ def _asset(fleet: Fleet, asset_id: str | None) -> str:
     return asset_id
 
 
+def truth_kind(truth: GroundTruth) -> str:
+    """The event type of one ground-truth change (cleared, failed, else injected)."""
+    if truth.cleared_at is not None:
+        return "failure.cleared"
+    return "failure.failed" if truth.failed else "failure.injected"
+
+
 def truth_event(truth: GroundTruth) -> GroundTruthEvent:
-    """The event for one ground-truth change (cleared, failed, else injected)."""
-    kind = (
-        "failure.cleared"
-        if truth.cleared_at is not None
-        else "failure.failed"
-        if truth.failed
-        else "failure.injected"
-    )
+    """The event for one ground-truth change."""
     return GroundTruthEvent.model_validate(
-        truth.to_event() | {"event_type": kind, "source": "simulator"}
+        truth.to_event() | {"event_type": truth_kind(truth), "source": "simulator"}
     )

@@ -2,8 +2,10 @@
 
 A malformed command, or one that can never apply (unknown asset, a failure mode the machine
 type does not have, repairing what is not broken), is dead-lettered with the reason; a
-command id seen before changes nothing (redelivery). The ground truth a command causes is
-published by the runner on its next tick, with the readings it affects.
+command id seen before changes nothing (redelivery, or applied already by the start-up
+replay of `restore.py`). A command takes effect at its record's timestamp (`command_time`),
+so a restart that replays the topic rebuilds exactly the same failures. The ground truth a
+command causes is published by the runner on its next tick, with the readings it affects.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pydantic import ValidationError
 
 from pdm_common.delivery import Delivery, Failure, PermanentError
 from pdm_common.events import SimulatorCommand, describe_validation
-from pdm_simulator.commands import CommandRefused, apply_command
+from pdm_simulator.commands import CommandRefused, apply_command, command_time
 from pdm_simulator.runner import FleetRunner
 
 log = structlog.get_logger(__name__)
@@ -25,9 +27,9 @@ log = structlog.get_logger(__name__)
 class CommandsProcessor:
     """`delivery.BatchProcessor` for `pdm.simulator.commands.v1`."""
 
-    def __init__(self, runner: FleetRunner) -> None:
+    def __init__(self, runner: FleetRunner, seen: set[str] | None = None) -> None:
         self.runner = runner
-        self.seen: set[str] = set()
+        self.seen: set[str] = set() if seen is None else seen
 
     def decode(self, delivery: Delivery) -> SimulatorCommand:
         try:
@@ -37,12 +39,14 @@ class CommandsProcessor:
 
     async def process(self, items: Sequence[tuple[Delivery, SimulatorCommand]]) -> list[Failure]:
         failures: list[Failure] = []
+        now = datetime.now(UTC)
         for delivery, command in items:
             key = str(command.command_id)
             if key in self.seen:
                 continue
             try:
-                rate = apply_command(self.runner.fleet, command, datetime.now(UTC))
+                at = command_time(delivery.timestamp_ms, now)
+                rate = apply_command(self.runner.fleet, command, at)
             except CommandRefused as exc:
                 failures.append(Failure(delivery, PermanentError(str(exc), reason="refused")))
                 continue

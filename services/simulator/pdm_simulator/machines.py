@@ -606,6 +606,16 @@ class Machine:
         self._outbox.append(truth)
         return truth
 
+    def mark_failed(self, mode: str) -> bool:
+        """Record that an active failure has already been announced as failed (a restart
+        rebuilding its state from the topics), so it is not announced again; False when the
+        mode is not active or already marked."""
+        active = self.failures.get(cast(FailureMode, mode))
+        if active is None or active.truth.failed:
+            return False
+        active.truth = replace(active.truth, failed=True)
+        return True
+
     @property
     def ground_truth(self) -> list[GroundTruth]:
         """The current state of every active failure."""

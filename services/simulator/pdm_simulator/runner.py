@@ -19,14 +19,27 @@ from prometheus_client import Counter
 from pdm_common import topics
 from pdm_common.delivery import Outgoing, Publisher
 from pdm_common.service import BackgroundTask
+from pdm_common.telemetry import REGISTRY
 from pdm_simulator.commands import truth_event
-from pdm_simulator.machines import Fleet
+from pdm_simulator.machines import Fleet, GroundTruth
 
 log = structlog.get_logger(__name__)
 
-SENT = Counter("pdm_simulator_snapshots_total", "Snapshots published.")
-TRUTH = Counter("pdm_simulator_truth_total", "Ground-truth events published.", ["event_type"])
+SENT = Counter("pdm_simulator_snapshots_total", "Snapshots published.", registry=REGISTRY)
+TRUTH = Counter(
+    "pdm_simulator_truth_total",
+    "Ground-truth events published.",
+    ["event_type"],
+    registry=REGISTRY,
+)
 HEADERS = {"content-type": "application/json"}
+
+
+def truth_message(truth: GroundTruth) -> Outgoing:
+    """One ground-truth change on `pdm.simulator.truth.v1`, keyed by asset id."""
+    return Outgoing(
+        topics.SIMULATOR_TRUTH, truth_event(truth).to_json(), truth.asset_id.encode(), HEADERS
+    )
 
 
 def tick_messages(fleet: Fleet, now: datetime) -> list[Outgoing]:
@@ -35,11 +48,7 @@ def tick_messages(fleet: Fleet, now: datetime) -> list[Outgoing]:
         Outgoing(topics.READINGS, json.dumps(s).encode(), s["asset_id"].encode(), HEADERS)
         for s in fleet.snapshots(now)
     ]
-    for truth in fleet.drain_truth():
-        event = truth_event(truth)
-        out.append(
-            Outgoing(topics.SIMULATOR_TRUTH, event.to_json(), truth.asset_id.encode(), HEADERS)
-        )
+    out += [truth_message(truth) for truth in fleet.drain_truth()]
     return out
 
 
@@ -51,7 +60,10 @@ class FleetRunner:
         self._task = BackgroundTask("fleet", self._loop)
 
     async def tick(self, now: datetime) -> int:
-        messages = tick_messages(self.fleet, now)
+        return await self.publish(tick_messages(self.fleet, now))
+
+    async def publish(self, messages: list[Outgoing]) -> int:
+        """Publish and count; returns the number of readings among `messages`."""
         await self.publisher.publish_many(messages)
         readings = sum(1 for m in messages if m.topic == topics.READINGS)
         SENT.inc(readings)
