@@ -77,10 +77,9 @@ async def get_alarm(request: Request, alarm_id: uuid.UUID, _: Principal = READ) 
 
 
 async def _send(request: Request, command: AlarmCommand) -> Accepted:
-    row = await store(request).alarm(str(command.alarm_id))
-    if row is None:
+    if await store(request).alarm(str(command.alarm_id)) is None:
         raise Problem(404, f"no alarm {command.alarm_id}", slug="not-found")
-    await bus(request).command(topics.ANOMALY_COMMANDS, command, row["asset_id"])
+    await bus(request).command(topics.ANOMALY_COMMANDS, command, str(command.alarm_id))
     return Accepted(
         command_id=command.command_id,
         detail=f"{command.action} sent to the anomaly service; GET /v1/alarms/"
