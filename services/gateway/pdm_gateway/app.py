@@ -184,7 +184,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
             if path.startswith("/v1/"):
-                extra = [401, 403, 429] + ([413] if method in ("post", "patch", "put") else [])
+                extra = [401, 403, 429, 503]
+                extra += [413] if method in ("post", "patch", "put") else []
                 for status in extra:
                     responses.setdefault(str(status), {"description": HTTPStatus(status).phrase})
             if operation.get("parameters") or operation.get("requestBody"):

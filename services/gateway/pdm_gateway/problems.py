@@ -6,10 +6,12 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -122,6 +124,16 @@ def install(app: FastAPI) -> None:
             request, exc.status_code, str(exc.detail), headers=dict(exc.headers or {})
         )
 
+    async def on_database_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable", path=request.url.path, error=repr(exc))
+        return problem_response(
+            request,
+            503,
+            "the database is unavailable; nothing was changed, retry shortly",
+            slug="database-unavailable",
+            headers={"Retry-After": "5"},
+        )
+
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("request failed", path=request.url.path, error=repr(exc))
         return problem_response(
@@ -134,4 +146,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(psycopg.OperationalError, on_database_down)
+    app.add_exception_handler(PoolTimeout, on_database_down)
     app.add_exception_handler(Exception, on_crash)
