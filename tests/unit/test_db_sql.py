@@ -512,3 +512,25 @@ def _wrapped(cause: BaseException) -> BaseException:
 )
 def test_classify_db_error(exc: BaseException, kind: str) -> None:
     assert classify_db_error(exc) == kind
+
+
+def test_timescale_reads_hour_and_day_buckets_from_the_continuous_aggregate() -> None:
+    from datetime import UTC, datetime
+
+    from pdm_common.db.queries import rollup_query, uses_rollup
+
+    day = rollup_query("1d", "avg", True, one_sensor=True).as_string()
+    assert "FROM readings_1h" in day
+    assert "time_bucket(INTERVAL '1 day', bucket)" in day
+    assert "sum(avg_value * sample_count) / sum(sample_count)" in day
+    assert "AND sensor = %(sensor)s" in day
+    hour = rollup_query("1h", "last", True, one_sensor=False).as_string()
+    assert hour.startswith('SELECT bucket, sensor, "last_value" AS value FROM readings_1h')
+    assert (
+        "date_bin(INTERVAL '1 day', bucket" in rollup_query("1d", "max", False, False).as_string()
+    )
+    whole = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 3, tzinfo=UTC)
+    assert uses_rollup("1h", *whole) and uses_rollup("1d", *whole)
+    assert not uses_rollup("1m", *whole)
+    assert not uses_rollup("1d", whole[0].replace(hour=5), whole[1])
+    assert uses_rollup("1h", whole[0].replace(hour=5), whole[1])

@@ -85,26 +85,94 @@ async def readings_bucketed(
     bucket: Bucket,
     agg: Agg,
     timescale: bool,
+    *,
+    rollup: bool | None = None,
 ) -> list[BucketRow]:
     """Aggregate one asset's readings in `[start, end)` per sensor and bucket.
 
     `sensor=None` means every sensor of the asset. Only buckets with data are returned, ordered
     by sensor then bucket; a bucket cut by `start`/`end` aggregates only the rows inside.
+
+    On TimescaleDB, hour and day buckets over a range of whole buckets are read from the
+    continuous aggregate `readings_1h` (`uses_rollup`), which is what it is for: a year of
+    one sensor is 8,760 rows there instead of millions. Elsewhere `readings_1h` is a plain
+    view that would aggregate the asset's whole history, so the raw table is bucketed
+    instead. `rollup` forces the choice (tests compare both paths).
     """
-    bucket_expr = bucket_expression(bucket, timescale)
-    agg_expr = aggregate_expression(agg, timescale)
     _check_range(start, end)
-    sensor_filter = sql.SQL("AND sensor = %(sensor)s") if sensor is not None else sql.SQL("")
-    query = sql.SQL(
-        "SELECT {bucket} AS bucket, sensor, {agg} AS value FROM readings "
-        "WHERE asset_id = %(asset_id)s {sensor_filter} "
-        "AND time >= %(start)s AND time < %(end)s "
-        "GROUP BY sensor, 1 ORDER BY sensor, 1"
-    ).format(bucket=bucket_expr, agg=agg_expr, sensor_filter=sensor_filter)
+    if rollup if rollup is not None else (timescale and uses_rollup(bucket, start, end)):
+        query = rollup_query(bucket, agg, timescale, sensor is not None)
+    else:
+        bucket_expr = bucket_expression(bucket, timescale)
+        agg_expr = aggregate_expression(agg, timescale)
+        sensor_filter = sql.SQL("AND sensor = %(sensor)s") if sensor is not None else sql.SQL("")
+        query = sql.SQL(
+            "SELECT {bucket} AS bucket, sensor, {agg} AS value FROM readings "
+            "WHERE asset_id = %(asset_id)s {sensor_filter} "
+            "AND time >= %(start)s AND time < %(end)s "
+            "GROUP BY sensor, 1 ORDER BY sensor, 1"
+        ).format(bucket=bucket_expr, agg=agg_expr, sensor_filter=sensor_filter)
     params = {"asset_id": asset_id, "sensor": sensor, "start": start, "end": end}
     async with conn.cursor() as cur:
         await cur.execute(query, params)
         return [BucketRow(b, s, v) for b, s, v in await cur.fetchall()]
+
+
+_ROLLUP_SECONDS = {"1h": 3600, "1d": 86400}
+
+
+def uses_rollup(bucket: str, start: datetime, end: datetime) -> bool:
+    """Whether `readings_1h` answers exactly: hour/day buckets and a range of whole buckets
+    (a cut bucket must aggregate only the rows inside the range, which needs raw rows)."""
+    width = _ROLLUP_SECONDS.get(bucket)
+    if width is None:
+        return False
+    origin = datetime.fromisoformat(DATE_BIN_ORIGIN)
+    return all((t - origin).total_seconds() % width == 0 for t in (start, end))
+
+
+#: readings_1h column per aggregate, and how hourly values combine into a day.
+_ROLLUP_COLUMN = {
+    "avg": "avg_value",
+    "min": "min_value",
+    "max": "max_value",
+    "count": "sample_count",
+    "last": "last_value",
+}
+_ROLLUP_DAY = {
+    "avg": "sum(avg_value * sample_count) / sum(sample_count)",
+    "min": "min(min_value)",
+    "max": "max(max_value)",
+    "count": "sum(sample_count)::bigint",
+    "last": "(array_agg(last_value ORDER BY bucket DESC))[1]",
+}
+
+
+def rollup_query(bucket: Bucket, agg: Agg, timescale: bool, one_sensor: bool) -> sql.Composed:
+    """The bucketed query over `readings_1h` (hour rows as they are, or combined per day)."""
+    if agg not in _ROLLUP_COLUMN:
+        raise ValueError(f"unknown aggregate {agg!r}: use one of {', '.join(get_args(Agg))}")
+    sensor_filter = sql.SQL("AND sensor = %(sensor)s") if one_sensor else sql.SQL("")
+    where = sql.SQL(
+        "WHERE asset_id = %(asset_id)s {} AND bucket >= %(start)s AND bucket < %(end)s"
+    ).format(sensor_filter)
+    if bucket == "1h":
+        return sql.SQL(
+            "SELECT bucket, sensor, {col} AS value FROM readings_1h {where} ORDER BY sensor, bucket"
+        ).format(col=sql.Identifier(_ROLLUP_COLUMN[agg]), where=where)
+    if bucket != "1d":
+        raise ValueError(f"readings_1h cannot answer {bucket!r} buckets")
+    width = sql.SQL("INTERVAL {}").format(sql.Literal(BUCKET_INTERVALS["1d"]))
+    origin = sql.SQL("TIMESTAMPTZ {}").format(sql.Literal(DATE_BIN_ORIGIN))
+    day = (
+        sql.SQL("time_bucket({}, bucket)").format(width)
+        if timescale
+        else sql.SQL("date_bin({}, bucket, {})").format(width, origin)
+    )
+    return sql.SQL(
+        "SELECT {day} AS day, sensor, {agg} AS value FROM readings_1h {where} "
+        "GROUP BY sensor, 1 ORDER BY sensor, 1"
+    ).format(day=day, agg=sql.SQL(_ROLLUP_DAY[agg]), where=where)
 
 
 # A loose index scan over the primary key (asset_id, sensor, time): one index probe to find
