@@ -1,5 +1,6 @@
-# One image for every component: `python -m pdm_ingest`, `python -m pdm_anomaly`, `pdm migrate`,
-# `pdm topics ensure`, and `mlflow server` (mlflow is a locked dependency). The command is chosen
+# One image for every component: `python -m pdm_<service>` (ingest, anomaly, prediction,
+# simulator, gateway), `pdm migrate`, `pdm topics ensure`, and `mlflow server` (mlflow is a
+# locked dependency). `COPY services` takes every service package. The command is chosen
 # by docker-compose.yml / the Kubernetes manifests; the image carries no models (they come from
 # the MLflow registry at run time) and no state.
 
@@ -43,7 +44,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PDM_STATE_DIR=/tmp/pdm
 USER 10001:10001
 WORKDIR /home/pdm
-# 8001 ingest, 8002 anomaly (/health, /ready, /metrics); 5000 when run as the MLflow server.
-EXPOSE 8001 8002 5000
+# 8000 gateway (API, /docs); 8001 ingest, 8002 anomaly, 8003 prediction, 8009 simulator
+# (/health, /ready, /metrics); 5000 when run as the MLflow server.
+EXPOSE 8000 8001 8002 8003 8009 5000
 ENTRYPOINT []
 CMD ["pdm", "--help"]

@@ -28,7 +28,19 @@ COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
-SERVICES = ("ingest", "anomaly")
+SERVICES = ("ingest", "anomaly", "prediction", "simulator", "gateway")
+#: Consumer-group members: replicas beyond the topic's partitions would sit idle.
+CONSUMERS = ("ingest", "anomaly", "prediction")
+#: Scaled by a HorizontalPodAutoscaler (stateless); the others run a fixed replica count.
+AUTOSCALED = (*CONSUMERS, "gateway")
+#: The demo IoT gateway: in docker-compose and the dev overlay, never in base/prod.
+DEV_ONLY = ("simulator",)
+#: Services that never connect to the database (no migration to wait for, no Secret).
+NO_DATABASE = ("simulator",)
+#: Services that load models from the MLflow registry.
+MLFLOW_CLIENTS = ("anomaly", "prediction")
+#: Service ports that differ from the container port (clients call the gateway on 80).
+SERVICE_PORTS = {"gateway": 80}
 STRIMZI_GROUP = "kafka.strimzi.io/"
 PDM_VAR = re.compile(r"\bPDM_[A-Z0-9_]+\b")
 
@@ -103,8 +115,16 @@ def test_compose_wiring(compose: dict[str, Any]) -> None:
     for name in SERVICES:
         svc = services[name]
         assert svc["command"] == ["python", "-m", f"pdm_{name}"]
-        assert svc["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-        assert svc["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+        depends = svc["depends_on"]
+        assert depends["topics"]["condition"] == "service_completed_successfully"
+        assert depends["kafka"]["condition"] == "service_healthy"
+        if name in NO_DATABASE:
+            assert not {"migrate", "timescaledb"} & set(depends), f"{name} has no database"
+        else:
+            assert depends["migrate"]["condition"] == "service_completed_successfully"
+            assert depends["timescaledb"]["condition"] == "service_healthy"
+        if name in MLFLOW_CLIENTS:
+            assert depends["mlflow"]["condition"] == "service_healthy"
         env = svc["environment"]
         assert env["PDM_KAFKA_IDEMPOTENT_PRODUCER"] == "true"
         assert env["PDM_TIMESCALE"] == "on"
@@ -148,6 +168,23 @@ def test_dockerfile() -> None:
     assert "10001" in users[-1], "the k8s securityContext (runAsUser 10001) relies on this uid"
     ignore = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", ".git", "mlruns"} <= set(ignore)
+
+
+def test_dockerfile_installs_every_service() -> None:
+    """Every service package is in the wheel (pyproject) and in the build context (Dockerfile),
+    and has a deployment (SERVICES): a new service cannot be left out silently."""
+    text = DOCKERFILE.read_text()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    packages = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob("services/*/pdm_*"))
+    assert packages
+    for package in packages:
+        assert f'"{package}"' in pyproject, f"{package} missing from the hatch packages"
+        copied = re.search(r"^COPY\s+services\s", text, flags=re.MULTILINE) or re.search(
+            rf"^COPY\s+{re.escape(package)}\b", text, flags=re.MULTILINE
+        )
+        assert copied, f"the Dockerfile does not copy {package}"
+    deployed = {f"pdm_{name}" for name in SERVICES}
+    assert {Path(p).name for p in packages} == deployed, "update SERVICES and the deploy files"
 
 
 def test_dockerfile_lint() -> None:
@@ -196,11 +233,20 @@ def _one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     return found[0]
 
 
-def _config(docs: list[dict[str, Any]]) -> dict[str, str]:
+def _config_map(docs: list[dict[str, Any]]) -> dict[str, Any]:
     maps = [d for d in _of(docs, "ConfigMap") if d["metadata"]["name"].startswith("pdm-config")]
     assert len(maps) == 1
-    data: dict[str, str] = maps[0]["data"]
+    return maps[0]
+
+
+def _config(docs: list[dict[str, Any]]) -> dict[str, str]:
+    data: dict[str, str] = _config_map(docs)["data"]
     return data
+
+
+def _config_name(docs: list[dict[str, Any]]) -> str:
+    name: str = _config_map(docs)["metadata"]["name"]
+    return name
 
 
 def test_core_objects_validate_strict(rendered: Any) -> None:
@@ -235,11 +281,24 @@ def test_every_pdm_variable_in_deploy_files_exists() -> None:
         assert not unknown, f"{path.relative_to(ROOT)}: unknown variables {sorted(unknown)}"
 
 
+def _deployed(overlay: str) -> tuple[str, ...]:
+    return tuple(n for n in SERVICES if overlay == "dev" or n not in DEV_ONLY)
+
+
+def test_dev_only_services(rendered: Any) -> None:
+    overlay, docs, _ = rendered
+    base = yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())
+    for name in DEV_ONLY:
+        assert f"{name}.yaml" not in base["resources"], f"{name} belongs to overlays/dev only"
+        objects = [d for d in docs if d["metadata"]["name"] == f"pdm-{name}"]
+        assert bool(objects) == (overlay == "dev"), f"{overlay}: pdm-{name}"
+
+
 def test_services(rendered: Any) -> None:
     overlay, docs, _ = rendered
     config = _config(docs)
     partitions = int(config["PDM_KAFKA_PARTITIONS"])
-    for name in SERVICES:
+    for name in _deployed(overlay):
         deploy = _one(docs, "Deployment", f"pdm-{name}")
         pod = deploy["spec"]["template"]["spec"]
         (container,) = pod["containers"]
@@ -262,23 +321,49 @@ def test_services(rendered: Any) -> None:
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert pod["automountServiceAccountToken"] is False
+        assert container["image"].split(":")[0] == "pdm-platform"
+        assert {"configMapRef": {"name": _config_name(docs)}} in container["envFrom"]
         secret_refs = [
             e["valueFrom"]["secretKeyRef"]
             for e in container.get("env", [])
             if "secretKeyRef" in e.get("valueFrom", {})
         ]
-        assert {"name": "pdm-database", "key": "PDM_DATABASE_URL"} in secret_refs
-        assert "replicas" not in deploy["spec"], "the HPA owns the replica count"
+        if name in NO_DATABASE:
+            assert not secret_refs, f"{name} has no database"
+        else:
+            assert {"name": "pdm-database", "key": "PDM_DATABASE_URL"} in secret_refs
+
+        labels = deploy["spec"]["template"]["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == f"pdm-{name}"
+        assert labels["app.kubernetes.io/component"] == name
+        assert deploy["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
         service = _one(docs, "Service", f"pdm-{name}")
-        assert service["spec"]["ports"][0]["port"] == port
+        (service_port,) = service["spec"]["ports"]
+        assert service_port["port"] == SERVICE_PORTS.get(name, port)
+        assert named[service_port["targetPort"]] == port
+        assert service["spec"]["selector"].items() <= labels.items()
 
-        hpa = _one(docs, "HorizontalPodAutoscaler", f"pdm-{name}")
-        assert hpa["spec"]["scaleTargetRef"]["name"] == f"pdm-{name}"
-        assert hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"] <= partitions, overlay
+        hpas = [
+            h
+            for h in _of(docs, "HorizontalPodAutoscaler")
+            if h["metadata"]["name"] == f"pdm-{name}"
+        ]
+        if name in AUTOSCALED:
+            assert "replicas" not in deploy["spec"], "the HPA owns the replica count"
+            (hpa,) = hpas
+            assert hpa["spec"]["scaleTargetRef"]["name"] == f"pdm-{name}"
+            assert hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"], overlay
+            if name in CONSUMERS:
+                assert hpa["spec"]["maxReplicas"] <= partitions, overlay
+            metrics = {m["resource"]["name"] for m in hpa["spec"]["metrics"]}
+            assert "cpu" in metrics
+        else:
+            assert not hpas, f"{name} runs a fixed replica count"
+            assert deploy["spec"]["replicas"] == 1
 
         pdb = _one(docs, "PodDisruptionBudget", f"pdm-{name}")
-        labels = deploy["spec"]["template"]["metadata"]["labels"]
         assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
 
