@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from pdm_common.dlq_cli import list_dead_letters
 from pdm_common.events import AssetCommandResult
@@ -153,3 +154,10 @@ async def test_asset_commands_request_reply(kafka, db_url, start_ingest):
     metrics = ingest.metrics()
     assert 'pdm_asset_commands_total{action="create",status="created"} 3.0' in metrics
     assert 'pdm_asset_commands_total{action="create",status="invalid"} 1.0' in metrics
+    # the client's private reply topic is deleted when it closes
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+    await admin.start()
+    try:
+        assert client.topic not in await admin.list_topics()
+    finally:
+        await admin.close()

@@ -267,6 +267,18 @@ async def ensure_topics(
         await admin.close()
 
 
+async def delete_topics(bootstrap: str, names: Sequence[str]) -> None:
+    """Delete topics (e.g. a private reply topic at shutdown); missing ones are ignored."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="pdm-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        if doomed := [n for n in names if n in existing]:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()
+
+
 async def ping_broker(broker: KafkaBroker, seconds: float = 2.0) -> bool:
     try:
         return bool(await asyncio.wait_for(broker.ping(seconds), seconds + 0.5))

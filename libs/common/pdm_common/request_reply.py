@@ -22,7 +22,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from pdm_common.broker import ensure_topics
+from pdm_common.broker import delete_topics, ensure_topics
 from pdm_common.delivery import Delivery, Outgoing
 from pdm_common.events import Envelope
 from pdm_common.telemetry import TRACE_HEADERS
@@ -51,6 +51,9 @@ class ReplyClient:
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = reply_topic or f"pdm.replies.{uuid.uuid4().hex[:12]}"
+        # A topic of our own making is deleted at exit, so restarts and scaling do not pile
+        # up reply topics (a crashed process still leaves one: `pdm topics list` shows them).
+        self._owns_topic = reply_topic is None
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self._pending: dict[str, _Pending] = {}
         self._reader: asyncio.Task[None] | None = None
@@ -81,8 +84,12 @@ class ReplyClient:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-        await self.producer.stop()
-        await self.consumer.stop()
+        for client in (getattr(self, "producer", None), getattr(self, "consumer", None)):
+            if client is not None:
+                await client.stop()
+        if self._owns_topic:
+            with contextlib.suppress(Exception):  # best effort: the broker may be gone
+                await delete_topics(self.bootstrap, [self.topic])
 
     async def _read(self) -> None:
         while True:
