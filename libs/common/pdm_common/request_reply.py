@@ -17,15 +17,19 @@ import contextlib
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from pdm_common.broker import delete_topics, ensure_topics
-from pdm_common.delivery import Delivery, Outgoing
+from pdm_common.delivery import Delivery, Outgoing, Publisher
 from pdm_common.events import Envelope
 from pdm_common.telemetry import TRACE_HEADERS
+
+log = structlog.get_logger(__name__)
 
 #: Request headers: the topic to answer on, and the id the answer must carry back.
 REPLY_TO = "reply_to"
@@ -175,3 +179,24 @@ def reply_outgoing(
         return None
     headers = reply_headers(delivery, event.event_type)
     return Outgoing(topic, event.to_json(), delivery.key if key is None else key, headers)
+
+
+async def send_replies(publisher: Publisher, replies: Sequence[Outgoing]) -> None:
+    """Send replies to waiting clients, best effort.
+
+    A client waits with a timeout: a reply topic that cannot take its reply (e.g. deleted, or
+    not created where topics are not auto-created) must not stall everyone else's requests,
+    so a failed reply is logged, not retried. Callers keep it from running concurrently with
+    another publish of the same batch: with two produce flows in flight, the embedded broker
+    (tansu) once left one produce request unanswered."""
+    if not replies:
+        return
+    try:
+        await publisher.publish_many(replies)
+    except Exception as exc:
+        log.warning(
+            "replies not delivered",
+            replies=len(replies),
+            topics=sorted({r.topic for r in replies}),
+            error=repr(exc),
+        )

@@ -41,7 +41,7 @@ from pdm_common.events import (
     ReadingsValidated,
     ValidatedSnapshot,
 )
-from pdm_common.request_reply import reply_outgoing
+from pdm_common.request_reply import reply_outgoing, send_replies
 from pdm_common.telemetry import REGISTRY, TRACE_HEADERS, metrics
 from pdm_ingest.commands import (
     Malformed,
@@ -283,20 +283,9 @@ class AssetCommandsProcessor:
                     correlation_id=delivery.headers.get("correlation_id"),
                 )
             answers.append((delivery, answer))
-        await self._send_replies([r for d, a in answers if (r := reply_outgoing(d, a)) is not None])
+        await send_replies(
+            self.publisher, [r for d, a in answers if (r := reply_outgoing(d, a)) is not None]
+        )
         for _, answer in answers:
             ASSET_COMMANDS.labels(answer.action or "unknown", answer.status).inc()
         return failures
-
-    async def _send_replies(self, replies: list[Outgoing]) -> None:
-        if not replies:
-            return
-        try:
-            await self.publisher.publish_many(replies)
-        except Exception as exc:
-            log.warning(
-                "asset command replies not delivered",
-                replies=len(replies),
-                topics=sorted({r.topic for r in replies}),
-                error=repr(exc),
-            )

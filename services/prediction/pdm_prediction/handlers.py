@@ -52,7 +52,7 @@ from pdm_common.events import (
     PredictionRequest,
     describe_validation,
 )
-from pdm_common.request_reply import REPLY_TO, reply_headers
+from pdm_common.request_reply import REPLY_TO, reply_headers, send_replies
 from pdm_common.telemetry import REGISTRY
 from pdm_prediction.predictor import Predictor
 from pdm_prediction.serving import ServingError
@@ -212,7 +212,7 @@ class RequestsProcessor:
         # (same event ids); the client keeps the first answer.
         done = await asyncio.gather(
             db_call(self.store.record([p for _, p in predictions])),
-            self._send_replies(replies),
+            send_replies(self.publisher, replies),
             return_exceptions=True,
         )
         if isinstance(done[0], BaseException):
@@ -223,26 +223,6 @@ class RequestsProcessor:
             except Exception as exc:
                 raise DependencyUnavailable(f"cannot publish predictions: {exc!r}") from exc
         return failures
-
-    async def _send_replies(self, replies: Sequence[Outgoing]) -> None:
-        """Replies are for a client waiting with a timeout: a reply topic that cannot take them
-        (e.g. not created where topics are not auto-created) must not stall everyone else's
-        requests, so a failed reply is logged, not retried.
-
-        Never concurrent with another publish of this batch: with two produce flows in
-        flight, the embedded broker (tansu) once left one produce request unanswered while it
-        answered the metadata request for a new reply topic on the same connection."""
-        if not replies:
-            return
-        try:
-            await self.publisher.publish_many(replies)
-        except Exception as exc:
-            log.warning(
-                "replies not delivered",
-                replies=len(replies),
-                topics=sorted({r.topic for r in replies}),
-                error=repr(exc),
-            )
 
     def _reply(self, delivery: Delivery, reply_to: str, prediction: Prediction) -> Outgoing:
         headers = reply_headers(delivery, prediction.event_type)
