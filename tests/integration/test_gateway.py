@@ -304,3 +304,28 @@ async def test_gateway_end_to_end_with_ingest(kafka, db_url, start_service):
         assert (
             await http.get("/v1/assets", headers=bearer(made.json()["api_key"]))
         ).status_code == 200
+
+
+async def test_stream_waits_for_topics_created_after_it_started(kafka):
+    """At a fresh start the gateway's stream starts while the topics are being created: it
+    must wait for them (not ready meanwhile), not read nothing forever."""
+    from pdm_common import topics
+    from pdm_common.broker import ensure_topics
+    from pdm_gateway.stream import StreamFilter, StreamHub
+
+    from .harness import publish
+
+    hub = StreamHub(kafka, queue_size=10, max_dropped=0)
+    client = hub.subscribe(StreamFilter.parse("pump-x", "reading"))
+    hub.start()
+    try:
+        await asyncio.sleep(2.0)
+        assert hub.connected is False  # no topics yet
+        await ensure_topics(kafka, topics.all_topics(), partitions=2)
+        await wait_for(lambda: asyncio.sleep(0, hub.connected), 30, "stream connected")
+        event = {"event_type": "readings.validated", "asset_id": "pump-x", "snapshots": []}
+        await publish(kafka, [event], topic=topics.READINGS_VALIDATED)
+        frame = json.loads(await asyncio.wait_for(client.queue.get(), 20))
+        assert frame["asset_id"] == "pump-x" and frame["type"] == "reading"
+    finally:
+        await hub.stop()

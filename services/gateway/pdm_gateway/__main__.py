@@ -4,4 +4,5 @@ from pdm_gateway.app import create_app, run
 from pdm_gateway.settings import GatewaySettings
 
 if __name__ == "__main__":
-    run(create_app(), GatewaySettings().http_port)
+    settings = GatewaySettings()
+    run(create_app(settings=settings), settings.http_port, ws_compression=settings.ws_compression)

@@ -110,7 +110,8 @@ def create_app(
     app.state.latest = latest
     app.state.auth = Authenticator(store, settings)
     install_problems(app)
-    for module in (assets, readings, alarms, predictions, simulator, admin, stream_api):
+    # readings first: the hottest route (latest readings) is matched before the others
+    for module in (readings, assets, alarms, predictions, simulator, admin, stream_api):
         app.include_router(module.router)
 
     @app.get("/health", tags=["probes"])
@@ -222,7 +223,7 @@ async def _purge_idempotency(store: GatewayStore, ttl_h: float) -> None:
         await asyncio.sleep(600)
 
 
-def run(app: FastAPI, port: int, host: str = "0.0.0.0") -> None:
+def run(app: FastAPI, port: int, host: str = "0.0.0.0", ws_compression: bool = False) -> None:
     import uvicorn
 
     uvicorn.run(
@@ -234,5 +235,6 @@ def run(app: FastAPI, port: int, host: str = "0.0.0.0") -> None:
         lifespan="on",
         loop="uvloop",
         http="httptools",
-        ws="websockets",
+        ws="websockets-sansio",
+        ws_per_message_deflate=ws_compression,
     )

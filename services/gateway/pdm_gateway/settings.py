@@ -70,6 +70,11 @@ class GatewaySettings(BaseSettings):
         description="A WebSocket client that has missed this many events is disconnected "
         "(close code 1013, try again later); 0 = never.",
     )
+    ws_compression: bool = Field(
+        False,
+        description="Offer permessage-deflate on /v1/stream: less bandwidth, but it nearly "
+        "doubles the gateway's CPU per frame (docs/benchmarks.md).",
+    )
     idempotency_ttl_h: float = Field(
         24.0, gt=0, description="How long an Idempotency-Key of POST /v1/readings is kept."
     )

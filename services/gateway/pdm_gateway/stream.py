@@ -181,11 +181,7 @@ class StreamHub:
             )
             try:
                 await consumer.start()
-                partitions = [
-                    TopicPartition(t, p)
-                    for t in KINDS
-                    for p in (consumer.partitions_for_topic(t) or await _partitions(consumer, t))
-                ]
+                partitions = await _all_partitions(consumer, list(KINDS))
                 consumer.assign(partitions)
                 await consumer.seek_to_end(*partitions)
                 self.connected = True
@@ -208,10 +204,23 @@ class StreamHub:
                     await consumer.stop()
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    """Partitions of `topic` (metadata refresh); the topics exist (created at start-up)."""
-    await consumer._client.force_metadata_update()
-    return consumer.partitions_for_topic(topic) or set()
+async def _all_partitions(
+    consumer: AIOKafkaConsumer, names: list[str], wait_s: float = 1.0
+) -> list[TopicPartition]:
+    """Every partition of every topic, waiting (metadata refreshed each `wait_s`) until all
+    exist: at a fresh start the topics are being created while the stream starts, and a
+    topic assigned with no partitions would never be read (the stream reports not ready
+    until then)."""
+    while True:
+        missing = [t for t in names if not consumer.partitions_for_topic(t)]
+        if not missing:
+            return [
+                TopicPartition(t, p) for t in names for p in consumer.partitions_for_topic(t) or ()
+            ]
+        log.info("stream waiting for topics", missing=missing)
+        await consumer._client.force_metadata_update()
+        if [t for t in names if not consumer.partitions_for_topic(t)]:
+            await asyncio.sleep(wait_s)
 
 
 async def pump(client: Client, send: Callable[[str], Awaitable[None]]) -> None:
