@@ -36,7 +36,7 @@ from pdm_gateway.middleware import AuditLog, BodyLimit
 from pdm_gateway.problems import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
 from pdm_gateway.problems import ProblemDetail
 from pdm_gateway.problems import install as install_problems
-from pdm_gateway.security import Authenticator
+from pdm_gateway.security import SECURITY_SCHEMES, Authenticator
 from pdm_gateway.settings import GatewaySettings
 from pdm_gateway.storage import GatewayStore
 from pdm_gateway.stream import StreamHub
@@ -180,11 +180,13 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     )
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
+    schema["components"]["securitySchemes"] = SECURITY_SCHEMES
     problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}}
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
             if path.startswith("/v1/"):
+                operation["security"] = [{name: []} for name in SECURITY_SCHEMES]
                 extra = [401, 403, 429, 503]
                 extra += [413] if method in ("post", "patch", "put") else []
                 for status in extra:
