@@ -31,7 +31,7 @@ def test_routing_by_asset_type() -> None:
     assert route("milling", DEFAULT_ROUTES) == {"failure": "failure-milling"}
     assert route("turbofan", DEFAULT_ROUTES) == {"rul": "rul-turbofan"}
     with pytest.raises(ServingError) as info:
-        route("pump", DEFAULT_ROUTES)
+        route("conveyor", DEFAULT_ROUTES)
     assert info.value.code == "unknown_asset_type" and "milling" in info.value.message
 
 
@@ -307,7 +307,7 @@ def test_alarms_become_one_request_per_asset_with_a_stable_id() -> None:
         alarm("m-1", "alarm.escalated"),
         alarm("m-2", "alarm.cleared"),
         alarm("m-3", "alarm.acknowledged"),
-        alarm("p-1", "alarm.opened", "pump"),  # no model serves pumps
+        alarm("p-1", "alarm.opened", "conveyor"),  # no model serves conveyors
         alarm("x-1", "alarm.opened", None),
     ]
     requests = alarm_requests(events, DEFAULT_ROUTES)

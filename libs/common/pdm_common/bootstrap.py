@@ -15,6 +15,11 @@ import typer
 INITIAL_MODELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("failure-milling", ("train", "ai4i")),
     ("rul-turbofan", ("train", "cmapss", "--subset", "FD001")),
+    *(
+        (f"{part}-{kind}", ("train", "simulated", "--asset-type", kind))
+        for kind in ("pump", "motor", "compressor")
+        for part in ("failure", "rul")
+    ),
 )
 API_KEY_FILE = "api-key"
 

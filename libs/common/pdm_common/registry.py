@@ -54,6 +54,8 @@ TRAIN_HINTS: dict[str, str] = {
     "failure": "pdm train ai4i",
     "rul": "pdm train cmapss --subset FD001",
 }
+#: Asset types whose failure and RUL models come from `pdm train simulated`.
+SIMULATED_TYPES = frozenset({"pump", "motor", "compressor"})
 _HEALTH_TIMEOUT_S = 3.0
 #: MLflow error codes that mean "the registry answered: no such thing".
 _NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"})
@@ -104,6 +106,8 @@ def train_hint(name: str) -> str:
     """What to run so that `name` gets a (champion) version."""
     task, _, asset_type = name.partition("-")
     template = TRAIN_HINTS.get(task)
+    if task in ("failure", "rul") and asset_type in SIMULATED_TYPES:
+        template = "pdm train simulated --asset-type {asset_type}"
     if template and asset_type:
         return f"run `{template.format(asset_type=asset_type)}`"
     return "run the training pipeline that registers it (`pdm train --help`)"

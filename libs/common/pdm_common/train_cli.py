@@ -236,10 +236,11 @@ def _print_training(result: AnomalyTraining) -> None:
 
 def _register_pipelines() -> None:
     """Training pipelines that live in their own modules add their commands here."""
-    from pdm_common.training import ai4i_cli, cmapss_cli
+    from pdm_common.training import ai4i_cli, cmapss_cli, simulated_cli
 
     ai4i_cli.register(train_app)
     cmapss_cli.register(train_app)
+    simulated_cli.register(train_app)
 
 
 _register_pipelines()

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import structlog
 
@@ -34,22 +34,29 @@ from pdm_common.registry import (
 )
 from pdm_prediction.serving import (
     FAILURE,
-    FAILURE_HORIZON,
-    HEALTH_FORMULA,
     RUL,
+    RUL_CAP,
     Confidence,
     FailureResult,
+    FailureScorer,
     FailureServable,
+    HistoryModel,
     ModeBoosters,
     ServingError,
     failure_features,
     freshness,
     health,
+    health_formula,
+    history_columns,
+    history_features,
     milling_snapshot,
     model_refs,
     predict_failures,
     predict_rul,
     route,
+    rul_cap,
+    rul_unit,
+    sampling_period,
 )
 from pdm_prediction.settings import PredictionSettings
 from pdm_prediction.storage import SERVICE, PredictionStore
@@ -71,10 +78,13 @@ Outcome: TypeAlias = Prediction | ServingError
 
 
 def load_failure_model(name: str, tracking_uri: str, alias: str) -> LoadedModel:
-    """The champion classifier plus its threshold tag and its run's failure-mode models."""
+    """The champion classifier plus its threshold tag and its run's failure-mode models; a
+    history model (the simulated fleet's) carries all of that itself."""
     from pdm_common.training.ai4i import MODES_ARTIFACT, THRESHOLD_TAG
 
     loaded = load_champion(name, tracking_uri, alias=alias)
+    if isinstance(loaded.model, HistoryModel):
+        return loaded
     threshold = float(loaded.tags.get(THRESHOLD_TAG, "0.5"))
     modes: ModeBoosters | None = None
     if loaded.run_id:
@@ -133,12 +143,20 @@ class _Job:
     confidence: Confidence = field(default_factory=Confidence)
     fields: dict[str, Any] = field(default_factory=dict)
     times: list[datetime] = field(default_factory=list)
+    rul_cap: float = RUL_CAP
+    history_checked: bool = False  # freshness of its stored history applied (once per job)
+
+
+#: Stored histories fetched within one batch, per (anchor, sensors): both parts of a
+#: simulated machine read the same rows, so they are fetched once.
+Fetched: TypeAlias = dict[
+    tuple[str, tuple[str, ...]], dict[str, tuple[list[dict[str, float]], list[datetime]]]
+]
 
 
 def rul_sensors(model: Any) -> tuple[str, list[str]]:
-    """(anchor sensor that counts the rows, every stored sensor read) of a `RulModel`."""
-    names = [*model.normaliser.settings, *model.context, *model.normaliser.sensors]
-    return str(model.normaliser.settings[0]), list(dict.fromkeys(str(n) for n in names))
+    """(anchor sensor that counts the rows, every stored sensor read) of an RUL model."""
+    return history_columns(model)
 
 
 class Predictor:
@@ -176,8 +194,9 @@ class Predictor:
             except ServingError as exc:
                 outcomes[i] = exc
 
-        await self._failure_part(jobs, outcomes, now)
-        await self._rul_part(jobs, outcomes, now)
+        fetched: Fetched = {}
+        await self._failure_part(jobs, outcomes, now, fetched)
+        await self._rul_part(jobs, outcomes, now, fetched)
         for i, job in jobs.items():
             if outcomes[i] is None:
                 outcomes[i] = self._assemble(job)
@@ -186,13 +205,21 @@ class Predictor:
     # -- parts ------------------------------------------------------------------------------
 
     async def _failure_part(
-        self, jobs: Mapping[int, _Job], outcomes: list[Outcome | None], now: datetime
+        self,
+        jobs: Mapping[int, _Job],
+        outcomes: list[Outcome | None],
+        now: datetime,
+        fetched: Fetched,
     ) -> None:
         by_model: dict[str, list[int]] = {}
         for i, job in jobs.items():
             if FAILURE in job.parts:
                 by_model.setdefault(job.parts[FAILURE].name, []).append(i)
         for indices in by_model.values():
+            model = jobs[indices[0]].parts[FAILURE].model
+            if isinstance(model, HistoryModel):
+                await self._history_failure(model, indices, jobs, outcomes, now, fetched)
+                continue
             stored = [jobs[i].request.asset_id for i in indices if jobs[i].request.readings is None]
             latest = await self._latest(stored) if stored else {}
             rows: list[dict[str, float]] = []
@@ -242,8 +269,103 @@ class Predictor:
         job.times += times
         return {s: v for s, (_, v) in found.items()}
 
+    async def _history_failure(
+        self,
+        model: HistoryModel,
+        indices: Sequence[int],
+        jobs: Mapping[int, _Job],
+        outcomes: list[Outcome | None],
+        now: datetime,
+        fetched: Fetched,
+    ) -> None:
+        """Failure part of history models: featurise each asset's recent rows, score all."""
+        inputs = await self._histories(model, indices, jobs, outcomes, now, fetched)
+        if not inputs:
+            return
+        results = await asyncio.to_thread(self._score_history_failure, model, inputs, jobs)
+        for i, result in results.items():
+            if isinstance(result, ServingError):
+                outcomes[i] = result
+            else:
+                jobs[i].fields |= failure_fields(result)
+
+    def _score_history_failure(
+        self,
+        model: HistoryModel,
+        inputs: Sequence[tuple[int, list[dict[str, float]]]],
+        jobs: Mapping[int, _Job],
+    ) -> dict[int, FailureResult | ServingError]:
+        out: dict[int, FailureResult | ServingError] = {}
+        rows: list[dict[str, float]] = []
+        scored: list[int] = []
+        for i, history in inputs:
+            try:
+                rows.append(
+                    history_features(
+                        model, history, jobs[i].confidence, self.settings.min_history_rows
+                    )
+                )
+                scored.append(i)
+            except ServingError as exc:
+                out[i] = exc
+        results = predict_failures(
+            cast(FailureScorer, model),  # a history failure model scores like any other
+            rows,
+            self.settings.top_factors,
+            self.settings.factors_min_probability,
+        )
+        out.update(zip(scored, results, strict=True))
+        return out
+
+    async def _histories(
+        self,
+        model: Any,
+        indices: Sequence[int],
+        jobs: Mapping[int, _Job],
+        outcomes: list[Outcome | None],
+        now: datetime,
+        fetched: Fetched,
+    ) -> list[tuple[int, list[dict[str, float]]]]:
+        """Each job's history for `model`: inline rows, or its stored rows (fetched once per
+        batch and sensor set). A job without any gets `insufficient_history`; freshness and
+        the sampling period of stored rows are judged once per job."""
+        anchor, sensors = history_columns(model)
+        cache = fetched.setdefault((anchor, tuple(sensors)), {})
+        stored = [jobs[i].request.asset_id for i in indices if jobs[i].request.history is None]
+        wanted = [a for a in dict.fromkeys(stored) if a not in cache]
+        if wanted:
+            found = await self._history(wanted, anchor, sensors)
+            cache.update({a: found.get(a, ([], [])) for a in wanted})
+        inputs: list[tuple[int, list[dict[str, float]]]] = []
+        for i in indices:
+            job = jobs[i]
+            if job.request.history is not None:
+                inputs.append((i, [dict(r) for r in job.request.history]))
+                continue
+            rows, times = cache.get(job.request.asset_id, ([], []))
+            if not rows:
+                outcomes[i] = ServingError(
+                    "insufficient_history",
+                    f"no stored history of {job.request.asset_id} (sensor {anchor!r}) in "
+                    f"the last {self.settings.readings_max_age_hours:g} h and none in the "
+                    "request",
+                    [anchor],
+                )
+                continue
+            if not job.history_checked:
+                self._freshness(job.confidence, times[-1:], now)
+                job.times += times[-1:]
+                job.history_checked = True
+            sampling_period(job.confidence, times, model)
+            inputs.append((i, rows))
+        return inputs
+
     async def _rul_part(
-        self, jobs: Mapping[int, _Job], outcomes: list[Outcome | None], now: datetime
+        self,
+        jobs: Mapping[int, _Job],
+        outcomes: list[Outcome | None],
+        now: datetime,
+        fetched: Fetched,
     ) -> None:
         by_model: dict[str, list[int]] = {}
         for i, job in jobs.items():
@@ -251,28 +373,7 @@ class Predictor:
                 by_model.setdefault(job.parts[RUL].name, []).append(i)
         for indices in by_model.values():
             model = jobs[indices[0]].parts[RUL].model
-            anchor, sensors = rul_sensors(model)
-            stored = [jobs[i].request.asset_id for i in indices if jobs[i].request.history is None]
-            histories = await self._history(stored, anchor, sensors) if stored else {}
-            inputs: list[tuple[int, list[dict[str, float]]]] = []
-            for i in indices:
-                job = jobs[i]
-                if job.request.history is not None:
-                    inputs.append((i, [dict(r) for r in job.request.history]))
-                    continue
-                rows, times = histories.get(job.request.asset_id, ([], []))
-                if not rows:
-                    outcomes[i] = ServingError(
-                        "insufficient_history",
-                        f"no stored history of {job.request.asset_id} (sensor {anchor!r}) in "
-                        f"the last {self.settings.readings_max_age_hours:g} h and none in the "
-                        "request",
-                        [anchor],
-                    )
-                    continue
-                self._freshness(job.confidence, times[-1:], now)
-                job.times += times[-1:]
-                inputs.append((i, rows))
+            inputs = await self._histories(model, indices, jobs, outcomes, now, fetched)
             results = await asyncio.to_thread(self._score_rul, model, inputs, jobs)
             for i, result in results.items():
                 if isinstance(result, ServingError):
@@ -295,11 +396,12 @@ class Predictor:
             except ServingError as exc:
                 out[i] = exc
                 continue
+            jobs[i].rul_cap = rul_cap(model)
             out[i] = {
                 "rul_p10": rul["p10"],
                 "rul_p50": rul["p50"],
                 "rul_p90": rul["p90"],
-                "rul_unit": "cycles",
+                "rul_unit": rul_unit(model),
             }
         return out
 
@@ -307,7 +409,9 @@ class Predictor:
 
     def _assemble(self, job: _Job) -> Prediction:
         request, fields = job.request, job.fields
-        score, contributors = health(fields.get("failure_probability"), fields.get("rul_p50"))
+        score, contributors = health(
+            fields.get("failure_probability"), fields.get("rul_p50"), cap=job.rul_cap
+        )
         return Prediction(
             source=SERVICE,
             event_id=uuid.uuid5(PREDICTION_NS, str(request.request_id)),
@@ -318,7 +422,7 @@ class Predictor:
             as_of=max(job.times, default=None),
             models=refs(tuple((p, m.name, m.version) for p, m in job.parts.items())),
             health_score=score,
-            health_formula=HEALTH_FORMULA,
+            health_formula=health_formula(job.rul_cap),
             health_contributors=contributors,
             confidence=job.confidence.value,
             confidence_reasons=job.confidence.reasons,
@@ -371,7 +475,7 @@ def refs(parts: tuple[tuple[str, str, str], ...]) -> dict[str, ModelRef]:
 def failure_fields(result: FailureResult) -> dict[str, Any]:
     return {
         "failure_probability": result.probability,
-        "failure_horizon": FAILURE_HORIZON,
+        "failure_horizon": result.horizon,
         "failure_predicted": result.predicted,
         "decision_threshold": result.threshold,
         "failure_modes": result.modes,
