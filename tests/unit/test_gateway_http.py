@@ -196,3 +196,24 @@ async def test_body_limit_counts_streamed_chunks(gateway) -> None:  # type: igno
         answer = await http.post("/v1/readings", content=chunks(), headers=AUTH)
     assert answer.status_code == 413
     assert published == []
+
+
+async def test_cors_is_off_by_default_and_configurable() -> None:
+    preflight = {
+        "Origin": "https://dashboard.plant.example",
+        "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "Authorization",
+    }
+    async with client(create_app()) as http:
+        closed = await http.options("/v1/assets", headers=preflight)
+    assert "access-control-allow-origin" not in closed.headers
+    app = create_app(settings=GatewaySettings(cors_origins=["https://dashboard.plant.example"]))
+    async with client(app) as http:
+        opened = await http.options("/v1/assets", headers=preflight)
+        other = await http.options(
+            "/v1/assets", headers=preflight | {"Origin": "https://evil.example"}
+        )
+    assert opened.status_code == 200
+    assert opened.headers["access-control-allow-origin"] == "https://dashboard.plant.example"
+    assert "authorization" in opened.headers["access-control-allow-headers"].lower()
+    assert "access-control-allow-origin" not in other.headers
