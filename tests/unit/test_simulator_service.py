@@ -113,3 +113,17 @@ def test_the_simulated_fleet_stays_inside_the_default_limits_until_it_degrades()
         snap = f.snapshots(T0 + timedelta(seconds=30 * i))[0]
         worst = worst or limits["pump"]["vibration"].check(snap["readings"]["vibration"]).severity
     assert worst is not None  # the injected bearing fault reaches an ISO 10816 zone
+
+
+def test_clear_without_mode_repairs_every_active_failure() -> None:
+    f = fleet()
+    for mode in ("bearing_degradation", "seal_leak"):
+        apply_command(f, SimulatorCommand(action="inject", asset_id="pump-001", mode=mode), T0)
+    f.drain_truth()
+    apply_command(f, SimulatorCommand(action="clear", asset_id="pump-001"), T0)
+    cleared = f.drain_truth()
+    assert sorted(t.mode for t in cleared) == ["bearing_degradation", "seal_leak"]
+    assert all(t.cleared_at == T0 for t in cleared)
+    assert f["pump-001"].ground_truth == []
+    apply_command(f, SimulatorCommand(action="clear", asset_id="pump-001"), T0)  # nothing left
+    assert f.drain_truth() == []

@@ -270,7 +270,8 @@ class SimulatorCommand(BaseModel):
     """A request on `pdm.simulator.commands.v1` (key: asset id, if any) to steer the fleet.
 
     `inject` starts a failure `mode` of `severity` on `asset_id` (degrading to failure over
-    `ramp_s`, default by severity); `clear` repairs it; `scenario` changes the operating point
+    `ramp_s`, default by severity); `clear` repairs it (every active failure of the asset when
+    `mode` is absent); `scenario` changes the operating point
     of `asset_id` (or of every asset when it is absent); `rate` sets snapshots per second.
     Applied once per `command_id`; the resulting ground truth goes to `pdm.simulator.truth.v1`.
     """

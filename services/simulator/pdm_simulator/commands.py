@@ -39,9 +39,13 @@ def apply_command(fleet: Fleet, command: SimulatorCommand, now: datetime) -> flo
         fleet.set_scenario(command.scenario, targets)
         return None
     asset_id = _asset(fleet, command.asset_id)
+    machine = fleet[asset_id]
+    if command.action == "clear" and command.mode is None:  # repair everything
+        for mode in list(machine.failures):
+            machine.clear(mode, now)
+        return None
     if command.mode is None:
         raise CommandRefused(f"{command.action} needs mode")
-    machine = fleet[asset_id]
     try:
         if command.action == "inject":
             ramp = timedelta(seconds=command.ramp_s) if command.ramp_s else None
