@@ -23,6 +23,7 @@ RUN uv pip install --no-cache --python /opt/venv/bin/python -r requirements.lock
 COPY pyproject.toml ./
 COPY libs ./libs
 COPY services ./services
+COPY tools ./tools
 RUN uv pip install --no-cache --python /opt/venv/bin/python --no-deps . \
     && /opt/venv/bin/pdm --help >/dev/null
 

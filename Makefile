@@ -28,7 +28,7 @@ run: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs/common/pdm_common services
+	$(BIN)/mypy libs services tools
 	$(BIN)/python -m pytest -ra
 
 test-unit: install
@@ -43,7 +43,7 @@ fmt: install
 	$(BIN)/ruff check --fix .
 
 typecheck: install
-	$(BIN)/mypy libs/common/pdm_common services
+	$(BIN)/mypy libs services tools
 
 bench: install
 	$(BIN)/python bench/ingest.py

@@ -141,7 +141,7 @@ def store_alarms(url: str, assets: Sequence[str], n: int) -> None:
 def create_key(stack: benchkit.Stack) -> str:
     """A read key through the real CLI; rate limit high enough never to throttle."""
     out = subprocess.run(
-        [sys.executable, "-m", "pdm_common.cli", "apikey", "create", "--name", "bench",
+        [sys.executable, "-m", "pdm_tools.cli", "apikey", "create", "--name", "bench",
          "--scopes", "read", "--rate-limit", "1000000", "--quiet"],
         env=stack.env(),
         capture_output=True,

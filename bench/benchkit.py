@@ -42,7 +42,7 @@ class Stack:
 @contextlib.contextmanager
 def fresh_stack(name: str) -> Iterator[Stack]:
     """A new tansu broker and PostgreSQL in a temp dir, migrated; all removed afterwards."""
-    from pdm_common.stack.processes import EmbeddedPostgres, free_port, start_broker
+    from pdm_tools.stack.processes import EmbeddedPostgres, free_port, start_broker
 
     state = Path(tempfile.mkdtemp(prefix=f"pdm-bench-{name}-"))
     state.chmod(0o755)  # the unprivileged PostgreSQL user must reach it
@@ -52,7 +52,7 @@ def fresh_stack(name: str) -> Iterator[Stack]:
         pg.start()
         stack = Stack(state, f"127.0.0.1:{broker.port}", pg.url, broker.pid)
         subprocess.run(
-            [sys.executable, "-m", "pdm_common.cli", "migrate"],
+            [sys.executable, "-m", "pdm_tools.cli", "migrate"],
             env=stack.env(),
             check=True,
             capture_output=True,
@@ -69,7 +69,7 @@ def service(
     stack: Stack, name: str, env: dict[str, str], prefix: Sequence[str] = ()
 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """Run `python -m pdm_<name>` (optionally under `prefix`, e.g. py-spy) on a free port."""
-    from pdm_common.stack.processes import free_port
+    from pdm_tools.stack.processes import free_port
 
     port = free_port()
     log = (stack.state / f"{name}.log").open("wb")

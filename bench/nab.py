@@ -23,7 +23,6 @@ import json
 import math
 import random
 import statistics
-import sys
 import time
 import tracemalloc
 from collections import deque
@@ -31,23 +30,20 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared/data/nab"
-FILE = "machine_temperature_system_failure.csv"
-KEY = f"realKnownCause/{FILE}"
-
-try:
-    import pdm_anomaly  # noqa: F401
-except ModuleNotFoundError:  # the anomaly service is not installed into the venv yet
-    sys.path.insert(0, str(REPO / "services" / "anomaly"))
-
-from pdm_anomaly import nab_scoring as nab  # noqa: E402
-from pdm_anomaly.detectors.univariate import (  # noqa: E402
+from pdm_anomaly import nab_scoring as nab
+from pdm_ml.detectors.univariate import (
     KINDS,
     UnivariateConfig,
     UnivariateDetector,
     gaussian_nlp,
 )
+from pdm_tools.paths import DATA_DIR
+
+DEFAULT_DATA = DATA_DIR / "nab"
+
+FILE = "machine_temperature_system_failure.csv"
+KEY = f"realKnownCause/{FILE}"
+
 
 # PROVENANCE.md, "This file only, standard profile": (detector, θ, raw, TP rows, FP rows).
 PUBLISHED_FILE = [

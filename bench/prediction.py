@@ -33,9 +33,10 @@ import psycopg
 
 import benchkit
 from pdm_common.request_reply import ReplyClient
+from pdm_tools.paths import DATA_DIR
 
 REQUESTS = "pdm.prediction.requests.v1"
-DATA = benchkit.REPO.parent / "shared" / "data" / "ai4i2020" / "ai4i2020.csv"
+DATA = DATA_DIR / "ai4i2020" / "ai4i2020.csv"
 MODEL = "failure-milling"
 
 
@@ -52,7 +53,7 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
 
 def train(mlflow_uri: str, quick: bool) -> str:
     from pdm_common import registry
-    from pdm_common.training import ai4i
+    from pdm_ml.training import ai4i
 
     frame = ai4i.load_ai4i(DATA)
     train_part, test_part = ai4i.split_holdout(frame, 0.2, seed=42)
@@ -69,7 +70,7 @@ def ai4i_snapshots(n: int, seed: int) -> list[dict[str, float]]:
     """Real operating points: AI4I rows (3.4 % of them failures), sampled with replacement."""
     import pandas as pd
 
-    from pdm_common.features import machining
+    from pdm_ml.features import machining
 
     frame = machining.rename_ai4i(pd.read_csv(DATA)).sample(n, replace=True, random_state=seed)
     return [
@@ -179,7 +180,7 @@ def main() -> None:
     if not DATA.is_file():
         raise SystemExit(f"AI4I data not found at {DATA}")
 
-    from pdm_common.stack.processes import start_mlflow
+    from pdm_tools.stack.processes import start_mlflow
 
     with benchkit.fresh_stack("prediction") as stack:
         mlflow = start_mlflow(stack.state / "mlflow", die_with_parent=True)

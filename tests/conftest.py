@@ -11,7 +11,7 @@ whether tests passed or failed. Servers are started only when a test asks for th
     database_url     postgres.url (database `pdm`, superuser `pdm`, trust auth)
     mlflow_uri       "http://127.0.0.1:PORT" of an MLflow server (~10 s to start)
     pdm_env          sets PDM_KAFKA_BOOTSTRAP / PDM_DATABASE_URL for code that reads settings
-    stack_state_dir  an empty state dir for `pdm_common.stack.stack.up/down` (stopped after)
+    stack_state_dir  an empty state dir for `pdm_tools.stack.stack.up/down` (stopped after)
 
 If pytest itself is killed (-9), the broker and the MLflow launcher die with it
 (PR_SET_PDEATHSIG); what survives (PostgreSQL, MLflow's uvicorn child) is stopped by the next
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from pdm_common.stack.processes import (
+from pdm_tools.stack.processes import (
     LOOPBACK,
     EmbeddedPostgres,
     ManagedProcess,
@@ -52,7 +52,7 @@ def _new_state_dir(kind: str) -> Path:
 
 
 def _teardown_state_dir(path: Path) -> None:
-    from pdm_common.stack.stack import down
+    from pdm_tools.stack.stack import down
 
     down(path, log=lambda _line: None)
     EmbeddedPostgres(path / "postgres", 0).destroy()

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pdm_common.stack.processes import LOOPBACK, start_broker
+from pdm_tools.stack.processes import LOOPBACK, start_broker
 
 from .harness import ServiceProcess
 
@@ -29,7 +29,7 @@ def kafka(tmp_path: Path) -> Iterator[str]:
 def migrated_database_url(database_url: str) -> str:
     """The session database with every migration applied through the real `pdm migrate`."""
     result = subprocess.run(
-        [sys.executable, "-m", "pdm_common.cli", "migrate"],
+        [sys.executable, "-m", "pdm_tools.cli", "migrate"],
         env=os.environ | {"PDM_DATABASE_URL": database_url},
         capture_output=True,
         text=True,

@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from pdm_common.stack.processes import die_with_parent_signal, free_port
+from pdm_tools.stack.processes import die_with_parent_signal, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,14 +13,14 @@ import typer
 from typer.testing import CliRunner
 
 from pdm_common import registry
-from pdm_common.features import machining
-from pdm_common.training import ai4i
-from pdm_common.training.ai4i_cli import register
+from pdm_ml.features import machining
+from pdm_ml.training import ai4i
+from pdm_tools.train.ai4i import register
+from tests.datasets import DATA_DIR
 
-DATA = Path(__file__).resolve().parents[3] / "shared/data/ai4i2020/ai4i2020.csv"
+DATA = DATA_DIR / "ai4i2020" / "ai4i2020.csv"
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not DATA.is_file(), reason=f"{DATA} not present"),
 ]
 CONFIG = ai4i.Ai4iConfig(folds=3, n_jobs=1, mode_strategies=("multiclass",))
 

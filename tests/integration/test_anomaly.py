@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from pdm_common.dlq_cli import list_dead_letters
+from pdm_tools.dlq_cli import list_dead_letters
 
 from .harness import publish, read_topic
 
@@ -205,8 +205,8 @@ async def test_multivariate_champion_is_served_and_reloaded_when_its_alias_moves
     `pdm.models.v1` without a restart; alarms name the model version that raised them."""
     import numpy as np
 
-    from pdm_anomaly.detectors import multivariate as mv
     from pdm_common import registry
+    from pdm_ml.detectors import multivariate as mv
 
     from .test_registry import healthy, register
 

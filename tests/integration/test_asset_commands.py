@@ -11,9 +11,9 @@ import psycopg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from pdm_common.dlq_cli import list_dead_letters
 from pdm_common.events import AssetCommandResult
 from pdm_common.request_reply import ReplyClient
+from pdm_tools.dlq_cli import list_dead_letters
 
 from .harness import count_rows, publish
 

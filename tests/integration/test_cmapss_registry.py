@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import pytest
 
 from pdm_common import registry
-from pdm_common.training import cmapss
-from pdm_common.training.cmapss import CmapssData, RulConfig, RulModel
+from pdm_ml.training import cmapss
+from pdm_ml.training.cmapss import CmapssData, RulConfig, RulModel
+from tests.datasets import DATA_DIR, require
 
 pytestmark = pytest.mark.integration
 
-DATA_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "cmapss"
+CMAPSS_DIR = DATA_DIR / "cmapss"
 SMALL = RulConfig(windows=(5, 10), n_splits=3, n_estimators=40, learning_rate=0.1)
 WORSE = RulConfig(windows=(5,), n_splits=3, n_estimators=2, learning_rate=0.05)
 
 
 @pytest.fixture(scope="module")
 def data() -> CmapssData:
-    if not (DATA_DIR / "train_FD001.txt").is_file():
-        pytest.skip(f"C-MAPSS data not found in {DATA_DIR}")
-    full = cmapss.load_subset(DATA_DIR, "FD001")
+    require(CMAPSS_DIR / "train_FD001.txt")
+    full = cmapss.load_subset(CMAPSS_DIR, "FD001")
     train = full.train[full.train["unit"] <= 15]
     test = full.test[full.test["unit"] <= 20]
     return CmapssData("FD001", train, test, full.test_rul.loc[:20])

@@ -36,9 +36,9 @@ from pdm_common.db import (
     timescale_enabled,
 )
 from pdm_common.db import migrations as mig
-from pdm_common.db.cli import register
 from pdm_common.db.queries import uses_rollup
 from pdm_common.db.settings import StorageSettings
+from pdm_tools.db_cli import register
 
 pytestmark = pytest.mark.integration
 

@@ -27,7 +27,7 @@ PROBLEM = "application/problem+json"
 def make_key(db_url: str, scopes: str, *extra: str) -> str:
     """A key through the real CLI (`pdm apikey create --quiet`)."""
     result = subprocess.run(
-        [sys.executable, "-m", "pdm_common.cli", "apikey", "create", "--name", f"t-{scopes}",
+        [sys.executable, "-m", "pdm_tools.cli", "apikey", "create", "--name", f"t-{scopes}",
          "--scopes", scopes, "--quiet", *extra],
         env=os.environ | {"PDM_DATABASE_URL": db_url},
         capture_output=True,

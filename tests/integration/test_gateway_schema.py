@@ -27,8 +27,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from pdm_common.stack.processes import LOOPBACK, start_broker
 from pdm_gateway.app import create_app
+from pdm_tools.stack.processes import LOOPBACK, start_broker
 
 from .harness import ServiceProcess
 
@@ -57,7 +57,7 @@ def live_gateway(
         "PDM_GATEWAY_REPLY_TIMEOUT_S": "30",  # a loaded CI machine must not turn into a 504
     }
     made = subprocess.run(
-        [sys.executable, "-m", "pdm_common.cli", "apikey", "create", "--name", "schemathesis",
+        [sys.executable, "-m", "pdm_tools.cli", "apikey", "create", "--name", "schemathesis",
          "--scopes", "admin", "--rate-limit", "100000", "--quiet"],
         env=os.environ | env,
         capture_output=True,

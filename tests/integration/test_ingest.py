@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from pdm_common.dlq_cli import list_dead_letters, replay_dead_letters
+from pdm_tools.dlq_cli import list_dead_letters, replay_dead_letters
 
 from .harness import count_rows, publish, read_topic, snapshots, wait_rows
 
@@ -142,7 +142,7 @@ async def test_poison_goes_to_dlq_with_reason_rest_is_stored_and_replay_after_fi
         [
             sys.executable,
             "-m",
-            "pdm_common.cli",
+            "pdm_tools.cli",
             "dlq",
             "replay",
             "pdm.readings.v1",

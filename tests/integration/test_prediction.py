@@ -11,7 +11,6 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pandas as pd
 import psycopg
@@ -19,16 +18,16 @@ import pytest
 
 from pdm_common import registry
 from pdm_common.broker import ensure_topics
-from pdm_common.dlq_cli import list_dead_letters
-from pdm_common.training import ai4i
+from pdm_ml.training import ai4i
+from pdm_tools.dlq_cli import list_dead_letters
+from tests.datasets import DATA_DIR, require
 
 from .harness import publish, read_topic
 
-DATA = Path(__file__).resolve().parents[3] / "shared/data/ai4i2020/ai4i2020.csv"
-CMAPSS = DATA.parents[1] / "cmapss"
+DATA = DATA_DIR / "ai4i2020" / "ai4i2020.csv"
+CMAPSS = DATA_DIR / "cmapss"
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not DATA.is_file(), reason=f"{DATA} not present"),
 ]
 CONFIG = ai4i.Ai4iConfig(folds=3, n_jobs=1, mode_strategies=("multiclass",))
 REQUESTS = "pdm.prediction.requests.v1"
@@ -157,7 +156,7 @@ async def test_request_reply_errors_and_dead_letters(kafka, db_url, start_servic
     assert len(letters) == 2
 
     # the CLI a newcomer uses: request/reply through the real broker, typed exit codes
-    cli = [sys.executable, "-m", "pdm_common.cli", "predict", "--asset-type", "milling"]
+    cli = [sys.executable, "-m", "pdm_tools.cli", "predict", "--asset-type", "milling"]
     env = os.environ | {"PDM_KAFKA_BOOTSTRAP": kafka}
     done = subprocess.run(
         [*cli, "--asset", stored], env=env, capture_output=True, text=True, timeout=60
@@ -201,12 +200,12 @@ async def test_batches_alarms_timer_turbofan_and_promotion(
     from datetime import timedelta
 
     from pdm_common.events import AlarmEvent
-    from pdm_common.training import cmapss
+    from pdm_ml.training import cmapss
 
     tag = uuid.uuid4().hex[:8]
     failure_name, rul_name = f"failure-it{tag}", f"rul-it{tag}"
     result, v1 = _train_milling(mlflow_uri, failure_name)
-    full = cmapss.load_subset(CMAPSS, "FD001")
+    full = cmapss.load_subset(require(CMAPSS), "FD001")
     data = cmapss.CmapssData(
         "FD001",
         full.train[full.train["unit"] <= 15],

@@ -15,11 +15,11 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from pdm_anomaly.detectors import multivariate as mv
 from pdm_common import registry, topics
 from pdm_common.events import ModelAliasMoved
-from pdm_common.stack.processes import LOOPBACK, free_port
-from pdm_common.train_cli import train_app
+from pdm_ml.detectors import multivariate as mv
+from pdm_tools.stack.processes import LOOPBACK, free_port
+from pdm_tools.train.cli import train_app
 
 TAGS = {"task": "anomaly", "dataset": "synthetic", "feature_set": "snapshot:v1"}
 

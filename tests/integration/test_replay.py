@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 def pdm(kafka: str, *args: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [sys.executable, "-m", "pdm_common.cli", *args],
+        [sys.executable, "-m", "pdm_tools.cli", *args],
         env=os.environ | {"PDM_KAFKA_BOOTSTRAP": kafka},
         cwd=REPO,
         capture_output=True,

@@ -20,8 +20,8 @@ import pytest
 
 from pdm_common import registry
 from pdm_common.broker import ensure_topics
-from pdm_common.training import simulated as sim
-from pdm_common.training.simulated import MachinePlan, SimConfig
+from pdm_ml.training import simulated as sim
+from pdm_ml.training.simulated import MachinePlan, SimConfig
 
 from .harness import publish, read_topic
 
@@ -65,7 +65,7 @@ async def test_register_promote_reject_load_and_serve(kafka, db_url, start_servi
         assert version.tags["asset_type"] == "pump"
         assert version.tags["dataset"] == "simulated-pump"
         assert version.tags["feature_set"] == sim.FEATURE_SET
-    assert float(failure_v.tags[sim.THRESHOLD_TAG]) == pytest.approx(good.failure.threshold)
+    assert float(failure_v.tags[registry.THRESHOLD_TAG]) == pytest.approx(good.failure.threshold)
     assert failure_v.tags["horizon_h"] == "24" and rul_v.tags["rul_unit"] == "hours"
     assert sim.promote_failure(good, failure_v, mlflow_uri).moved
     assert sim.promote_rul(good, rul_v, mlflow_uri).moved
@@ -149,7 +149,7 @@ async def test_register_promote_reject_load_and_serve(kafka, db_url, start_servi
 def test_the_command_trains_registers_and_promotes(mlflow_uri):
     env = os.environ | {"PDM_MLFLOW_TRACKING_URI": mlflow_uri}
     done = subprocess.run(
-        [sys.executable, "-m", "pdm_common.cli", "train", "simulated", "--asset-type", "motor",
+        [sys.executable, "-m", "pdm_tools.cli", "train", "simulated", "--asset-type", "motor",
          "--quick", "--machines", "24", "--no-publish"],
         env=env, capture_output=True, text=True, timeout=240,
     )  # fmt: skip

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from pdm_common.dlq_cli import list_dead_letters
 from pdm_common.events import GroundTruth, ReadingSnapshot
+from pdm_tools.dlq_cli import list_dead_letters
 
 from .harness import publish, read_topic
 

@@ -17,8 +17,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from pdm_common.settings import CommonSettings
-from pdm_common.stack import stack
-from pdm_common.stack.processes import (
+from pdm_tools.stack import stack
+from pdm_tools.stack.processes import (
     EmbeddedPostgres,
     ManagedProcess,
     free_port,

@@ -25,7 +25,7 @@ BROKEN = "pump-002"
 
 def pdm(env: dict[str, str], *args: str, timeout: float = 300) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "pdm_common.cli", *args],
+        [sys.executable, "-m", "pdm_tools.cli", *args],
         env=os.environ | env,
         capture_output=True,
         text=True,

@@ -8,11 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pdm_common.features import machining
-from pdm_common.training import ai4i
+from pdm_ml.features import machining
+from pdm_ml.training import ai4i
+from tests.datasets import DATA_DIR, require
 
-DATA = Path(__file__).resolve().parents[3] / "shared/data/ai4i2020/ai4i2020.csv"
-pytestmark = pytest.mark.skipif(not DATA.is_file(), reason=f"{DATA} not present")
+DATA = DATA_DIR / "ai4i2020" / "ai4i2020.csv"
+
+
+@pytest.fixture(autouse=True)
+def _needs_data() -> None:
+    require(DATA)
+
+
 CONFIG = ai4i.Ai4iConfig(folds=3, n_jobs=1)
 
 
@@ -74,7 +81,7 @@ def test_threshold_and_cv_never_see_the_held_out_labels(frame: pd.DataFrame) -> 
 
 def test_top_contributions_name_real_features(trained: ai4i.Ai4iTraining) -> None:
     rows = trained.test_features.iloc[:5]
-    explained = ai4i.top_contributions(trained.model, rows, k=3)
+    explained = machining.top_contributions(trained.model, rows, k=3)
     assert len(explained) == 5
     for top in explained:
         assert len(top) == 3
@@ -83,7 +90,7 @@ def test_top_contributions_name_real_features(trained: ai4i.Ai4iTraining) -> Non
         assert sizes == sorted(sizes, reverse=True)
     # serving path: one features_row dict gives the same explanation as the frame row
     record = rows.iloc[0].to_dict()
-    assert ai4i.top_contributions(trained.model, record, k=3)[0] == explained[0]
+    assert machining.top_contributions(trained.model, record, k=3)[0] == explained[0]
 
 
 def test_explanations_sum_to_the_log_odds(trained: ai4i.Ai4iTraining) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from pdm_anomaly.alarms import AlarmBook, AlarmPolicy
-from pdm_anomaly.detectors.base import Score
-from pdm_anomaly.detectors.limits import ISO_10816_ZONES, Limit, load_limits, vibration_limit
+from pdm_ml.detectors.base import Score
+from pdm_ml.detectors.limits import ISO_10816_ZONES, Limit, load_limits, vibration_limit
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 POLICY = AlarmPolicy(clear_after=timedelta(minutes=10))

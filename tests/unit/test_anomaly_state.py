@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import random
 
-from pdm_anomaly.detectors.limits import default_limits
 from pdm_anomaly.models import detector_factory
 from pdm_anomaly.state import AssetState, evaluate, warm_up
+from pdm_ml.detectors.limits import default_limits
 
 MAKE = detector_factory()
 LIMITS = default_limits()["pump"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pdm_common import bootstrap
+from pdm_tools import bootstrap
 
 
 def test_only_models_without_a_champion_are_trained_each_command_once() -> None:

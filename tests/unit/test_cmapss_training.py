@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pdm_common.training import cmapss
-from pdm_common.training.cmapss import (
+from pdm_ml.training import cmapss
+from pdm_ml.training.cmapss import (
     CmapssData,
     RulConfig,
     RulModel,
@@ -21,8 +21,9 @@ from pdm_common.training.cmapss import (
     rmse,
     train_rul,
 )
+from tests.datasets import DATA_DIR, require
 
-DATA_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "cmapss"
+CMAPSS_DIR = DATA_DIR / "cmapss"
 FAST = RulConfig(windows=(5, 10), n_splits=3, n_estimators=40, learning_rate=0.1)
 
 
@@ -71,18 +72,16 @@ def test_conformal_margin_reaches_coverage() -> None:
 
 
 def _few_engines(units: int = 12) -> CmapssData:
-    if not (DATA_DIR / "train_FD001.txt").is_file():
-        pytest.skip(f"C-MAPSS data not found in {DATA_DIR}")
-    data = cmapss.load_subset(DATA_DIR, "FD001")
+    require(CMAPSS_DIR / "train_FD001.txt")
+    data = cmapss.load_subset(CMAPSS_DIR, "FD001")
     train = data.train[data.train["unit"] <= units]
     test = data.test[data.test["unit"] <= units // 2]
     return CmapssData("FD001", train, test, data.test_rul.loc[: units // 2])
 
 
 def test_load_subset_shapes() -> None:
-    if not (DATA_DIR / "train_FD001.txt").is_file():
-        pytest.skip(f"C-MAPSS data not found in {DATA_DIR}")
-    data = cmapss.load_subset(DATA_DIR, "FD001")
+    require(CMAPSS_DIR / "train_FD001.txt")
+    data = cmapss.load_subset(CMAPSS_DIR, "FD001")
     assert data.train.shape == (20631, 26) and data.test.shape == (13096, 26)
     assert len(data.test_rul) == 100 and data.test_rul.loc[1] == 112.0
 
@@ -125,7 +124,7 @@ def test_cli_registers_the_command() -> None:
     import typer
     from typer.testing import CliRunner
 
-    from pdm_common.training import cmapss_cli
+    from pdm_tools.train import cmapss as cmapss_cli
 
     app = typer.Typer()
     cmapss_cli.register(app)

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pdm_common import config_doc, topics
+from pdm_common import topics
+from pdm_tools import config_doc
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pdm_common import topics
-from pdm_common.config_doc import rows
+from pdm_tools.config_doc import rows
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pdm_common.features import machining
+from pdm_ml.features import machining
 
 SNAPSHOT = {
     "air_temperature": 298.1,

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pdm_anomaly.detectors import multivariate as mv
-from pdm_anomaly.detectors.multivariate import MultivariateConfig, MultivariateModel
-from pdm_common.training import anomaly as train_cli
+from pdm_ml.detectors import multivariate as mv
+from pdm_ml.detectors.multivariate import MultivariateConfig, MultivariateModel
+from pdm_ml.training import anomaly as train_cli
 
 SENSORS = ("flow", "power", "pressure", "speed", "temperature", "vibration")
 

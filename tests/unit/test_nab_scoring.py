@@ -6,16 +6,9 @@ from __future__ import annotations
 import json
 import math
 import random
-import sys
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
-
-try:
-    import pdm_anomaly  # noqa: F401
-except ModuleNotFoundError:  # the anomaly service is not installed into the venv yet
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "services" / "anomaly"))
 
 from pdm_anomaly.nab_scoring import (
     PROFILES,
@@ -35,8 +28,9 @@ from pdm_anomaly.nab_scoring import (
     score_detections,
     window_rows,
 )
+from tests.datasets import DATA_DIR, require
 
-NAB = Path(__file__).resolve().parents[3] / "shared" / "data" / "nab"
+NAB = DATA_DIR / "nab"
 FILE = "machine_temperature_system_failure.csv"
 
 # 100 rows: 15 probationary, one window of width 10 at rows 40..49.
@@ -219,8 +213,7 @@ def test_row_values_follow_the_spec_between_two_windows():
 
 @pytest.fixture(scope="module")
 def real() -> tuple[list[datetime], list[Window]]:
-    if not (NAB / FILE).exists():
-        pytest.skip(f"NAB data not found at {NAB}")
+    require(NAB / FILE)
     with (NAB / FILE).open() as fh:
         next(fh)
         stamps = [datetime.fromisoformat(line.split(",")[0]) for line in fh]

@@ -111,7 +111,7 @@ def _tiny_failure_model() -> FailureServable:
     import pandas as pd
     from lightgbm import LGBMClassifier
 
-    from pdm_common.features import machining
+    from pdm_ml.features import machining
     from pdm_prediction.serving import ModeBoosters
 
     rng = np.random.default_rng(0)

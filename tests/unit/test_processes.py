@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from pdm_common.settings import CommonSettings
-from pdm_common.stack import stack
-from pdm_common.stack.processes import (
+from pdm_tools.stack import stack
+from pdm_tools.stack.processes import (
     LOOPBACK,
     EmbeddedPostgres,
     ManagedProcess,

@@ -5,22 +5,22 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from pdm_common import replay
 from pdm_common.events import parse_gateway_message
-from pdm_common.features import machining
+from pdm_ml.features import machining
+from pdm_tools import replay
+from tests.datasets import DATA_DIR, require
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = DATA_DIR
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def cmapss_frame(lengths: dict[int, int]) -> pd.DataFrame:
     """A small C-MAPSS-shaped frame (units with the given numbers of cycles), rows shuffled."""
-    from pdm_common.training.cmapss import COLUMNS
+    from pdm_ml.training.cmapss import COLUMNS
 
     rows = []
     for unit, n in lengths.items():
@@ -49,7 +49,7 @@ def ai4i_frame(n: int) -> pd.DataFrame:
 
 
 def test_cmapss_engines_carry_exactly_the_columns_the_rul_model_reads() -> None:
-    from pdm_common.training.cmapss import CYCLE, SENSORS, SETTINGS, RulConfig
+    from pdm_ml.training.cmapss import CYCLE, SENSORS, SETTINGS, RulConfig
 
     streams = replay.cmapss_streams(cmapss_frame({3: 4, 1: 2, 2: 3}), "FD001")
     assert [s[0].asset_id for s in streams] == [
@@ -141,11 +141,10 @@ def test_true_rul_moves_back_by_the_cycles_not_sent() -> None:
     assert replay.cmapss_rul_at(112.0, 31, 21) == 122.0
 
 
-@pytest.mark.skipif(not (DATA / "cmapss" / "test_FD001.txt").is_file(), reason="no C-MAPSS data")
 def test_the_real_fd001_test_file_replays_100_engines() -> None:
-    from pdm_common.training.cmapss import read_table
+    from pdm_ml.training.cmapss import read_table
 
-    frame = read_table(DATA / "cmapss" / "test_FD001.txt")
+    frame = read_table(require(DATA / "cmapss" / "test_FD001.txt"))
     streams = replay.cmapss_streams(frame, "FD001")
     assert len(streams) == 100 and sum(len(s) for s in streams) == len(frame) == 13_096
     assert [len(s) for s in streams[:2]] == [31, 49]
@@ -155,11 +154,12 @@ def test_the_real_fd001_test_file_replays_100_engines() -> None:
         parse_gateway_message(replay.encode(step, T0, 60.0)[1])
 
 
-@pytest.mark.skipif(not (DATA / "ai4i2020" / "ai4i2020.csv").is_file(), reason="no AI4I data")
 def test_the_real_ai4i_file_replays_as_three_mills() -> None:
-    from pdm_common.training.ai4i import load_ai4i
+    from pdm_ml.training.ai4i import load_ai4i
 
-    streams = replay.ai4i_streams(load_ai4i(DATA / "ai4i2020" / "ai4i2020.csv"), machines=3)
+    streams = replay.ai4i_streams(
+        load_ai4i(require(DATA / "ai4i2020" / "ai4i2020.csv")), machines=3
+    )
     assert [len(s) for s in streams] == [3333, 3333, 3334]
     first = streams[0][0]
     assert first.readings == {

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pdm_common.training import simulated as sim
-from pdm_common.training.simulated import MachinePlan, SimConfig
+from pdm_ml.training import simulated as sim
+from pdm_ml.training.simulated import MachinePlan, SimConfig
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +254,7 @@ def test_the_command_is_registered_and_refuses_unsimulated_types() -> None:
     import typer
     from typer.testing import CliRunner
 
-    from pdm_common.training import simulated_cli
+    from pdm_tools.train import simulated as simulated_cli
 
     app = typer.Typer()
     simulated_cli.register(app)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from pdm_common.events import ReadingSnapshot, parse_gateway_message
-from pdm_simulator.machines import (
+from pdm_ml.simulation.machines import (
     ALLOWED_MODES,
     ASSET_TYPES,
     SCENARIOS,

@@ -10,9 +10,9 @@ import pytest
 
 from pdm_common.delivery import Delivery
 from pdm_common.events import GroundTruth as GroundTruthEvent
+from pdm_ml.simulation.machines import Fleet
 from pdm_simulator.commands import command_time, truth_event
 from pdm_simulator.handlers import CommandsProcessor
-from pdm_simulator.machines import Fleet
 from pdm_simulator.restore import caught_up, replay_commands, replay_order
 from pdm_simulator.runner import FleetRunner, tick_messages
 

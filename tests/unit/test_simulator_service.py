@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pdm_common.events import GroundTruth, ReadingSnapshot, SimulatorCommand
+from pdm_ml.simulation.machines import Fleet
 from pdm_simulator.commands import CommandRefused, apply_command
-from pdm_simulator.machines import Fleet
 from pdm_simulator.runner import tick_messages
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
@@ -91,8 +91,8 @@ def test_commands_that_cannot_apply_are_refused_with_a_reason(command, reason) -
 def test_the_simulated_fleet_stays_inside_the_default_limits_until_it_degrades() -> None:
     """The anomaly service's default limits name the simulator's sensors, and a healthy fleet
     under every scenario never crosses them (no alarm storm on `make run`)."""
-    from pdm_anomaly.detectors.limits import default_limits
-    from pdm_simulator.machines import SCENARIOS
+    from pdm_ml.detectors.limits import default_limits
+    from pdm_ml.simulation.machines import SCENARIOS
 
     limits = default_limits()
     for name in SCENARIOS:

@@ -7,19 +7,12 @@ from __future__ import annotations
 import json
 import math
 import random
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 
-try:
-    import pdm_anomaly  # noqa: F401
-except ModuleNotFoundError:  # the anomaly service is not installed into the venv yet
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "services" / "anomaly"))
-
-from pdm_anomaly.detectors.base import Score
-from pdm_anomaly.detectors.univariate import (
+from pdm_ml.detectors.base import Score
+from pdm_ml.detectors.univariate import (
     UnivariateConfig,
     UnivariateDetector,
     gaussian_nlp,

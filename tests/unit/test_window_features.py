@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pdm_common.features.windows import (
+from pdm_ml.features.windows import (
     ConditionNormaliser,
     feature_names,
     informative_sensors,

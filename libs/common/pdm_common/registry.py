@@ -48,6 +48,10 @@ REQUIRED_TAGS = ("asset_type", "task", "dataset", "feature_set")
 REFERENCE_SAMPLE_PATH = "reference/reference_sample.parquet"
 FEATURES_PATH = "features.json"
 PROMOTION_TAG_PREFIX = "promotion."
+#: Tag of a classifier version: the probability at which it calls a failure (chosen in training).
+THRESHOLD_TAG = "decision_threshold"
+#: Artifact of a failure classifier version: its failure-mode model (JSON).
+MODES_ARTIFACT = "failure_modes.json"
 #: How a registry miss tells the operator what to run, per task (name = `<task>-<asset_type>`).
 TRAIN_HINTS: dict[str, str] = {
     "anomaly": "pdm train anomaly --asset-type {asset_type}",

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pdm_anomaly.detectors.base import Score, severity_rank
 from pdm_common.events import Severity
+from pdm_ml.detectors.base import Score, severity_rank
 
 ChangeKind = Literal["alarm.opened", "alarm.escalated", "alarm.cleared"]
 

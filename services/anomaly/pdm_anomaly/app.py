@@ -11,7 +11,6 @@ from aiokafka.abc import ConsumerRebalanceListener
 from faststream.asgi import AsgiFastStream
 
 from pdm_anomaly.alarms import AlarmBook, AlarmPolicy
-from pdm_anomaly.detectors.limits import load_limits
 from pdm_anomaly.handlers import CommandsProcessor, EventPublisher, ReadingsProcessor
 from pdm_anomaly.models import SnapshotModels, detector_factory
 from pdm_anomaly.settings import AnomalySettings
@@ -20,6 +19,7 @@ from pdm_common import topics
 from pdm_common.broker import subscribe_reliably
 from pdm_common.service import ServiceKit
 from pdm_common.settings import CommonSettings
+from pdm_ml.detectors.limits import load_limits
 
 log = structlog.get_logger(__name__)
 

@@ -16,7 +16,6 @@ import structlog
 from pydantic import ValidationError
 
 from pdm_anomaly.alarms import AlarmBook, AlarmChange
-from pdm_anomaly.detectors.limits import Limit
 from pdm_anomaly.state import AssetState, SnapshotModel, StreamingDetector, evaluate, warm_up
 from pdm_anomaly.storage import SERVICE, AlarmStore, UnknownAlarm
 from pdm_common import topics
@@ -31,6 +30,7 @@ from pdm_common.delivery import (
 )
 from pdm_common.events import AlarmCommand, AlarmEvent, ReadingsValidated, describe_validation
 from pdm_common.telemetry import TRACE_HEADERS, metrics
+from pdm_ml.detectors.limits import Limit
 
 log = structlog.get_logger(__name__)
 R = TypeVar("R")

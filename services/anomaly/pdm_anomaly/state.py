@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from pdm_anomaly.detectors.base import Score
-from pdm_anomaly.detectors.limits import Limit
 from pdm_common.events import Severity
+from pdm_ml.detectors.base import Score
+from pdm_ml.detectors.limits import Limit
 
 #: Severity reported for an excursion that continues (the lowest alarm-raising one: it keeps
 #: an open alarm open and never escalates it).

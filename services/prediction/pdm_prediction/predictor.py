@@ -23,15 +23,17 @@ import structlog
 from pdm_common.db.pool import db_call
 from pdm_common.delivery import DependencyUnavailable
 from pdm_common.events import ModelRef, Prediction, PredictionRequest
-from pdm_common.features import machining
 from pdm_common.model_events import AliasMovedProcessor, record_model_in_use
 from pdm_common.registry import (
+    MODES_ARTIFACT,
+    THRESHOLD_TAG,
     ChampionCache,
     LoadedModel,
     ModelNotFound,
     RegistryUnavailable,
     load_champion,
 )
+from pdm_ml.features import machining
 from pdm_prediction.serving import (
     FAILURE,
     RUL,
@@ -80,8 +82,6 @@ Outcome: TypeAlias = Prediction | ServingError
 def load_failure_model(name: str, tracking_uri: str, alias: str) -> LoadedModel:
     """The champion classifier plus its threshold tag and its run's failure-mode models; a
     history model (the simulated fleet's) carries all of that itself."""
-    from pdm_common.training.ai4i import MODES_ARTIFACT, THRESHOLD_TAG
-
     loaded = load_champion(name, tracking_uri, alias=alias)
     if isinstance(loaded.model, HistoryModel):
         return loaded

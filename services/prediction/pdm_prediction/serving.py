@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from pdm_common.events import Factor, HealthContributor, ModelRef
-from pdm_common.features import machining
+from pdm_ml.features import machining
 
 FAILURE, RUL = "failure", "rul"
 #: asset type -> {part: registered model name}.
@@ -268,9 +268,7 @@ class FailureServable:
         return self.modes.proba(frame) if self.modes is not None else [{}] * len(frame)
 
     def contributions(self, frame: pd.DataFrame, k: int) -> list[list[tuple[str, float]]]:
-        from pdm_common.training.ai4i import top_contributions
-
-        return top_contributions(self.classifier, frame, k)
+        return machining.top_contributions(self.classifier, frame, k)
 
 
 def milling_snapshot(

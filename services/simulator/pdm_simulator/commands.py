@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from pdm_common.events import GroundTruth as GroundTruthEvent
 from pdm_common.events import SimulatorCommand
-from pdm_simulator.machines import Fleet, GroundTruth
+from pdm_ml.simulation.machines import Fleet, GroundTruth
 
 
 class CommandRefused(ValueError):

@@ -40,8 +40,8 @@ from pdm_common.delivery import Delivery
 from pdm_common.events import GroundTruth as GroundTruthEvent
 from pdm_common.events import SimulatorCommand
 from pdm_common.settings import CommonSettings
+from pdm_ml.simulation.machines import Fleet, GroundTruth
 from pdm_simulator.commands import CommandRefused, apply_command, command_time, truth_kind
-from pdm_simulator.machines import Fleet, GroundTruth
 
 log = structlog.get_logger(__name__)
 

@@ -20,8 +20,8 @@ from pdm_common import topics
 from pdm_common.delivery import Outgoing, Publisher
 from pdm_common.service import BackgroundTask
 from pdm_common.telemetry import REGISTRY
+from pdm_ml.simulation.machines import Fleet, GroundTruth
 from pdm_simulator.commands import truth_event
-from pdm_simulator.machines import Fleet, GroundTruth
 
 log = structlog.get_logger(__name__)
 

@@ -1,0 +1,1 @@
+"""Simulated machine physics, shared by the simulator service and the training pipelines."""

@@ -1,0 +1,1 @@
+"""Developer and operator tools: the `pdm` CLI, the embedded stack, replay, DLQ tools."""

@@ -1,0 +1,110 @@
+"""What `make run` prepares before the services start: the initial models (trained and
+registered only when the registry has no champion for them) and the demo API key."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import typer
+
+#: Registered model -> the `pdm` command that trains, registers and promotes it.
+INITIAL_MODELS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("failure-milling", ("train", "ai4i")),
+    ("rul-turbofan", ("train", "cmapss", "--subset", "FD001")),
+    *(
+        (f"{part}-{kind}", ("train", "simulated", "--asset-type", kind))
+        for kind in ("pump", "motor", "compressor")
+        for part in ("failure", "rul")
+    ),
+)
+API_KEY_FILE = "api-key"
+
+
+def missing_models(
+    has_champion: Callable[[str], bool],
+    models: Sequence[tuple[str, tuple[str, ...]]] = INITIAL_MODELS,
+) -> list[tuple[str, tuple[str, ...]]]:
+    """The models without a champion; each training command once (one command may register
+    several models, e.g. a failure and a RUL model of one asset type)."""
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for name, command in models:
+        if not has_champion(name) and command not in [c for _, c in out]:
+            out.append((name, command))
+    return out
+
+
+def registry_has_champion(tracking_uri: str) -> Callable[[str], bool]:
+    from pdm_common import registry
+
+    def check(name: str) -> bool:
+        try:
+            registry.get_version(name, tracking_uri=tracking_uri)
+        except registry.RegistryError:
+            return False
+        return True
+
+    return check
+
+
+def train_initial_models(env: Mapping[str, str], tracking_uri: str) -> None:
+    """Train what the registry lacks, showing each pipeline's own progress lines. A failed
+    training is reported and skipped: the platform still runs (those predictions answer
+    `no_champion` until `pdm train ...` succeeds)."""
+    todo = missing_models(registry_has_champion(tracking_uri))
+    if not todo:
+        typer.echo("   every initial model has a champion in the registry")
+        return
+    for i, (name, command) in enumerate(todo, 1):
+        typer.secho(f"   [{i}/{len(todo)}] {name}: pdm {' '.join(command)}", bold=True)
+        result = subprocess.run([sys.executable, "-m", "pdm_tools.cli", *command], env=dict(env))
+        if result.returncode != 0:
+            typer.secho(
+                f"   training {name} failed (exit {result.returncode}); the platform runs "
+                f"without it: retry with `.venv/bin/pdm {' '.join(command)}`",
+                fg="red",
+            )
+
+
+def demo_api_key(state_dir: Path, env: Mapping[str, str]) -> str:
+    """The admin key `make run` prints: reused while it is live, else created (and kept in
+    `<state dir>/api-key`, readable by the owner only)."""
+    path = state_dir / API_KEY_FILE
+    if path.exists():
+        token = path.read_text().strip()
+        if _key_is_live(token, env.get("PDM_DATABASE_URL", "")):
+            return token
+    result = subprocess.run(
+        [sys.executable, "-m", "pdm_tools.cli", "apikey", "create", "--name", "make-run",
+         "--scopes", "admin", "--quiet"],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=True,
+    )  # fmt: skip
+    token = result.stdout.strip()
+    path.write_text(token + "\n")
+    os.chmod(path, 0o600)
+    return token
+
+
+def _key_is_live(token: str, database_url: str) -> bool:
+    import psycopg
+
+    from pdm_gateway.keys import hash_secret, parse_token
+
+    parsed = parse_token(token)
+    if parsed is None or not database_url:
+        return False
+    try:
+        with psycopg.connect(database_url, connect_timeout=3) as conn:
+            row = conn.execute(
+                "SELECT secret_sha256 FROM api_keys WHERE key_id = %s AND revoked_at IS NULL",
+                [parsed[0]],
+            ).fetchone()
+    except psycopg.Error:
+        return False
+    return row is not None and row[0] == hash_secret(parsed[1])

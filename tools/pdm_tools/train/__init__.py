@@ -1,0 +1,1 @@
+"""`pdm train ...`: the commands that run the training pipelines of `pdm_ml.training`."""
