@@ -1,7 +1,7 @@
 """Write `base/kafka-topics.yaml`: one Strimzi `KafkaTopic` per platform topic.
 
 The list comes from `pdm_common.topics.all_topics()` (companions `.retry`/`.dlq` included), so
-the manifests cannot drift from the code; `tests/unit/test_deploy_files.py` fails when the
+the manifests cannot drift from the code; `tests/unit/project/test_deploy_files.py` fails when the
 committed file is stale.
 
     python deploy/k8s/generate_topics.py          # rewrite the file

@@ -7,7 +7,7 @@ from pathlib import Path
 from pdm_common import topics
 from pdm_tools.config_doc import rows
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+README = (Path(__file__).resolve().parents[3] / "README.md").read_text()
 
 
 def test_every_environment_variable_is_documented_in_the_readme():
@@ -34,7 +34,7 @@ def test_topic_names_follow_the_convention():
 def test_committed_asyncapi_document_is_current():
     from pdm_common.asyncapi import render
 
-    committed = (Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json").read_text()
+    committed = (Path(__file__).resolve().parents[3] / "docs" / "asyncapi.json").read_text()
     assert committed == render(), "regenerate: .venv/bin/pdm asyncapi > docs/asyncapi.json"
 
 
