@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from pdm_tools.catalog import reset_statements
 from pdm_tools.stack.processes import LOOPBACK, start_broker
 
 from .harness import ServiceProcess
@@ -43,11 +44,8 @@ def migrated_database_url(database_url: str) -> str:
 def db_url(migrated_database_url: str) -> str:
     """The migrated database with every service table emptied before the test."""
     with psycopg.connect(migrated_database_url) as conn:
-        conn.execute(
-            "TRUNCATE readings, assets, alarm_events, alarm_commands_applied, alarms, predictions, "
-            "api_keys, audit_log, idempotency_keys CASCADE"
-        )
-        conn.execute("UPDATE prediction_timer SET last_tick = '-infinity'")
+        for sql in reset_statements():
+            conn.execute(sql)
     return migrated_database_url
 
 

@@ -61,6 +61,14 @@ def config() -> None:
     typer.echo(markdown())
 
 
+@app.command("services")
+def services() -> None:
+    """Print the platform's services: package, port, owned tables (Markdown, as in the README)."""
+    from pdm_tools.catalog import markdown
+
+    typer.echo(markdown())
+
+
 @app.command("asyncapi")
 def asyncapi() -> None:
     """Print the AsyncAPI document of every topic (JSON; also at /asyncapi.json per service)."""

@@ -11,15 +11,13 @@ import json
 
 from pydantic_settings import BaseSettings
 
-#: Every settings class, by import path (services register theirs here).
+from pdm_tools.catalog import SERVICES
+
+#: Every settings class, by import path: the kernel's, then each service's (from the catalog).
 SETTINGS_CLASSES = (
     "pdm_common.settings:CommonSettings",
     "pdm_common.db.settings:StorageSettings",
-    "pdm_ingest.settings:IngestSettings",
-    "pdm_anomaly.settings:AnomalySettings",
-    "pdm_prediction.settings:PredictionSettings",
-    "pdm_simulator.settings:SimulatorSettings",
-    "pdm_gateway.settings:GatewaySettings",
+    *(service.settings_path for service in SERVICES),
 )
 
 

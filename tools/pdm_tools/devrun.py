@@ -23,16 +23,8 @@ import typer
 
 from pdm_common import topics
 from pdm_common.settings import STATE_DIR, CommonSettings
+from pdm_tools.catalog import SERVICES
 from pdm_tools.stack.processes import free_port, port_is_free
-
-#: Services that exist so far: (name, module, port variable, default port).
-SERVICES = (
-    ("ingest", "pdm_ingest", "PDM_INGEST_HTTP_PORT", 8001),
-    ("anomaly", "pdm_anomaly", "PDM_ANOMALY_HTTP_PORT", 8002),
-    ("prediction", "pdm_prediction", "PDM_PREDICTION_HTTP_PORT", 8003),
-    ("simulator", "pdm_simulator", "PDM_SIMULATOR_HTTP_PORT", 8009),
-    ("gateway", "pdm_gateway", "PDM_GATEWAY_HTTP_PORT", 8000),
-)
 
 
 def _env_from_file(path: Path) -> dict[str, str]:
@@ -99,14 +91,18 @@ def run(stop_stack: bool = False, train: bool = True) -> None:
     logs.mkdir(parents=True, exist_ok=True)
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     ports: dict[str, int] = {}
-    for name, module, port_var, default_port in SERVICES:
+    for service in SERVICES:
+        name, port_var, default_port = service.name, service.port_env, service.default_port()
         port = int(env.get(port_var, 0)) or (
             default_port if port_is_free(default_port) else free_port()
         )
         ports[name] = port
         log = (logs / f"{name}.log").open("ab")
         child = subprocess.Popen(
-            [sys.executable, "-m", module], env=env | {port_var: str(port)}, stdout=log, stderr=log
+            [sys.executable, "-m", service.package],
+            env=env | {port_var: str(port)},
+            stdout=log,
+            stderr=log,
         )
         children.append((name, child))
         typer.echo(

@@ -91,3 +91,14 @@ class CommonSettings(BaseSettings):
         description="Where OpenTelemetry spans go; `otlp` uses the standard "
         "OTEL_EXPORTER_OTLP_* variables.",
     )
+
+
+class ServiceSettings(BaseSettings):
+    """Base of each service's own settings (`PDM_<SERVICE>_*`, declared by the subclass's
+    `env_prefix`): like `CommonSettings`, real environment variables win over `stack.env`."""
+
+    model_config = SettingsConfigDict(env_file=str(STACK_ENV_FILE), extra="ignore")
+
+    #: Every service serves its probes and metrics (the gateway also its API) on this port;
+    #: each subclass gives its own default.
+    http_port: int

@@ -5,15 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from pdm_common.settings import STACK_ENV_FILE
+from pdm_common.settings import ServiceSettings
 
 
-class AnomalySettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="PDM_ANOMALY_", env_file=str(STACK_ENV_FILE), extra="ignore"
-    )
+class AnomalySettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="PDM_ANOMALY_")
 
     group_id: str = Field("pdm-anomaly", description="Kafka consumer group of the anomaly service.")
     http_port: int = Field(8002, description="Port of `/health`, `/ready` and `/metrics`.")

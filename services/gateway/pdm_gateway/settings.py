@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from pdm_common.settings import STACK_ENV_FILE
+from pdm_common.settings import ServiceSettings
 
 
-class GatewaySettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="PDM_GATEWAY_", env_file=str(STACK_ENV_FILE), extra="ignore"
-    )
+class GatewaySettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="PDM_GATEWAY_")
 
     http_port: int = Field(8000, description="Port of the HTTP API, `/docs` and the probes.")
     cors_origins: list[str] = Field(

@@ -5,15 +5,13 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from pdm_common.settings import STACK_ENV_FILE
+from pdm_common.settings import ServiceSettings
 
 
-class IngestSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="PDM_INGEST_", env_file=str(STACK_ENV_FILE), extra="ignore"
-    )
+class IngestSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="PDM_INGEST_")
 
     group_id: str = Field("pdm-ingest", description="Kafka consumer group of the ingest service.")
     http_port: int = Field(8001, description="Port of `/health`, `/ready` and `/metrics`.")

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from pdm_common.settings import STACK_ENV_FILE
+from pdm_common.settings import ServiceSettings
 from pdm_prediction.serving import DEFAULT_ROUTES
 
 
-class PredictionSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="PDM_PREDICTION_", env_file=str(STACK_ENV_FILE), extra="ignore"
-    )
+class PredictionSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="PDM_PREDICTION_")
 
     group_id: str = Field(
         "pdm-prediction", description="Kafka consumer group of the prediction service."

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from pdm_common.settings import STACK_ENV_FILE
+from pdm_common.settings import ServiceSettings
 
 
-class SimulatorSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="PDM_SIMULATOR_", env_file=str(STACK_ENV_FILE), extra="ignore"
-    )
+class SimulatorSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="PDM_SIMULATOR_")
 
     group_id: str = Field("pdm-simulator", description="Kafka consumer group of the simulator.")
     http_port: int = Field(8009, description="Port of `/health`, `/ready` and `/metrics`.")

@@ -22,22 +22,22 @@ import pytest
 import yaml
 
 from pdm_common import topics
-from pdm_tools import config_doc
+from pdm_tools import catalog, config_doc
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
-SERVICES = ("ingest", "anomaly", "prediction", "simulator", "gateway")
+SERVICES = tuple(s.name for s in catalog.SERVICES)
 #: Consumer-group members: replicas beyond the topic's partitions would sit idle.
-CONSUMERS = ("ingest", "anomaly", "prediction")
-#: Scaled by a HorizontalPodAutoscaler (stateless); the others run a fixed replica count.
-AUTOSCALED = (*CONSUMERS, "gateway")
-#: The demo IoT gateway: in docker-compose and the dev overlay, never in base/prod.
-DEV_ONLY = ("simulator",)
+CONSUMERS = tuple(s.name for s in catalog.SERVICES if s.scaling == "group")
+#: Scaled by a HorizontalPodAutoscaler; the others run a fixed replica count.
+AUTOSCALED = tuple(s.name for s in catalog.SERVICES if s.scaling != "single")
+#: In docker-compose and the dev overlay, never in base/prod (the demo IoT gateway).
+DEV_ONLY = tuple(s.name for s in catalog.SERVICES if s.dev_only)
 #: Services that never connect to the database (no migration to wait for, no Secret).
-NO_DATABASE = ("simulator",)
+NO_DATABASE = tuple(s.name for s in catalog.SERVICES if not s.database)
 #: Services that load models from the MLflow registry.
 MLFLOW_CLIENTS = ("anomaly", "prediction")
 #: Service ports that differ from the container port (clients call the gateway on 80).
