@@ -3,7 +3,7 @@
 Streams the file through the same code the service runs (`UnivariateDetector.update`, one
 reading at a time, first 750 probationary rows as its warm-up), scores it with NAB's three
 profiles at the detector's fixed a-priori threshold, and prints the result next to the published
-results from ../shared/data/nab/PROVENANCE.md. The NAB-optimised threshold (tuned on this very
+NAB scoreboard results for this file (docs/models.md). The NAB-optimised threshold (tuned on this very
 file's labels) is printed too, labelled as such: it is orientation, not a result.
 
     .venv/bin/python bench/nab.py

@@ -95,7 +95,8 @@ async def test_fleet_publishes_and_obeys_commands(kafka, start_service):
 
 
 async def test_read_to_end_reaches_the_true_end_of_every_partition(kafka):
-    """tansu reports a partition's end as the start of its last batch + 1 (INFRA.md): the
+    """tansu reports a partition's end as the start of its last batch + 1 (a quirk of the embedded
+    broker): the
     restore must read past it, stop at the high-water mark of an empty partition, and finish
     while a writer keeps appending."""
     from aiokafka import AIOKafkaProducer

@@ -78,7 +78,7 @@ class ReplyClient:
         tp = TopicPartition(self.topic, 0)
         self.consumer.assign([tp])
         # A private, fresh topic: everything on it is for us (and "latest" is unreliable on
-        # the embedded broker, INFRA.md).
+        # the embedded tansu broker, which misreports a partition's end offset).
         await self.consumer.seek_to_beginning(tp)
         self._reader = asyncio.create_task(self._read(), name=f"replies {self.topic}")
         return self

@@ -1,6 +1,6 @@
 """Remaining useful life on NASA C-MAPSS: features, quantile LightGBM, evaluation, registry.
 
-Protocol (as in the literature, see `shared/data/cmapss/PROVENANCE.md`):
+Protocol (as in the C-MAPSS literature since Saxena et al., PHM08):
 
 * Training labels: RUL = last cycle - cycle, capped at `RUL_CAP` = 125 (piecewise linear).
 * Scored point: the last cycle of each test unit; truth from `RUL_FD00x.txt`, clipped at the
