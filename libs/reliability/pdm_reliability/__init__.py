@@ -1,0 +1,1 @@
+"""Reliability analytics: censored Weibull fits, PM intervals, risk, Pareto, FMEA: pure functions."""

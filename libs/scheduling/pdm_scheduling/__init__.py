@@ -1,0 +1,1 @@
+"""Maintenance schedule optimisation (OR-Tools CP-SAT): pure functions, no I/O."""
