@@ -120,16 +120,14 @@ Severity = Literal["info", "warning", "minor", "major", "critical"]
 SEVERITY_ORDER: tuple[Severity, ...] = ("info", "warning", "minor", "major", "critical")
 
 
-class AlarmEvent(Envelope):
-    """A change in an alarm's life, on `pdm.anomalies.v1` (key: asset id).
+AlarmStatus = Literal["open", "cleared"]
 
-    One alarm exists per (asset, condition) at a time; `alarm_id` names it across its events.
-    `reading_ts` is the time of the reading that caused the change (event time, not wall time).
-    """
 
-    event_type: Literal[
-        "alarm.opened", "alarm.escalated", "alarm.cleared", "alarm.acknowledged", "alarm.assigned"
-    ]
+class AlarmFields(BaseModel):
+    """What an alarm is: the one definition of its fields, wherever an alarm appears (each
+    event of its life, the anomaly service's `alarms` row, the gateway's answers), so the
+    event, the stored state and the HTTP schema cannot drift apart."""
+
     alarm_id: uuid.UUID
     asset_id: str
     asset_type: str | None = None
@@ -143,8 +141,35 @@ class AlarmEvent(Envelope):
     contributors: dict[str, float] = Field(default_factory=dict)
     model_name: str | None = None
     model_version: str | None = None
-    reading_ts: AwareDatetime | None = None
     opened_at: AwareDatetime
+
+
+class AlarmState(AlarmFields):
+    """An alarm as it stands now: one row of the anomaly service's `alarms` table (what the
+    gateway reads and serves), its fields plus its lifecycle and the operators' actions."""
+
+    status: AlarmStatus
+    last_anomalous_at: AwareDatetime
+    cleared_at: AwareDatetime | None = None
+    acknowledged_by: str | None = None
+    acknowledged_at: AwareDatetime | None = None
+    assignee: str | None = None
+    assigned_by: str | None = None
+    assigned_at: AwareDatetime | None = None
+    updated_at: AwareDatetime
+
+
+class AlarmEvent(AlarmFields, Envelope):
+    """A change in an alarm's life, on `pdm.anomalies.v1` (key: asset id).
+
+    One alarm exists per (asset, condition) at a time; `alarm_id` names it across its events.
+    `reading_ts` is the time of the reading that caused the change (event time, not wall time).
+    """
+
+    event_type: Literal[
+        "alarm.opened", "alarm.escalated", "alarm.cleared", "alarm.acknowledged", "alarm.assigned"
+    ]
+    reading_ts: AwareDatetime | None = None
     actor: str | None = Field(None, description="Who acknowledged or assigned (commands only).")
     assignee: str | None = None
     note: str | None = None

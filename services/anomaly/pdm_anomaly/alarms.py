@@ -14,18 +14,30 @@ mid-stream) makes the same decisions.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from pdm_common.events import Severity
+from pdm_common.events import AlarmEvent, AlarmFields, Severity
 from pdm_ml.detectors.base import Score, severity_rank
 
 ChangeKind = Literal["alarm.opened", "alarm.escalated", "alarm.cleared"]
 
 
+#: The alarm's fields as the contract (`pdm_common.events.AlarmFields`) defines them: the
+#: conversions below copy exactly these, so a field added there is carried everywhere.
+CONTRACT_FIELDS: tuple[str, ...] = tuple(AlarmFields.model_fields)
+
+
 @dataclass(frozen=True, slots=True)
 class Alarm:
+    """The anomaly service's working copy of an alarm. A slotted dataclass, not the pydantic
+    contract: the book creates or replaces one on every anomalous reading, where validation
+    would cost the hot path. It holds the contract's fields (checked at import) plus the
+    lifecycle times the service decides on; `to_event` and `from_row` follow the contract's
+    field list rather than restating it."""
+
     alarm_id: uuid.UUID
     asset_id: str
     condition: str
@@ -44,6 +56,43 @@ class Alarm:
     @property
     def is_open(self) -> bool:
         return self.cleared_at is None
+
+    def to_event(
+        self,
+        source: str,
+        kind: str,
+        reading_ts: datetime | None = None,
+        *,
+        actor: str | None = None,
+        assignee: str | None = None,
+        note: str | None = None,
+    ) -> AlarmEvent:
+        """The `AlarmEvent` of a change of this alarm (`kind`: its `event_type`)."""
+        return AlarmEvent(
+            **{name: getattr(self, name) for name in CONTRACT_FIELDS},
+            source=source,
+            event_type=kind,
+            reading_ts=reading_ts,
+            actor=actor,
+            assignee=assignee,
+            note=note,
+        )
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Alarm:
+        """An alarm from a row of `alarms` (the columns are the contract's field names)."""
+        values = {name: row[name] for name in CONTRACT_FIELDS}
+        values["contributors"] = dict(values["contributors"] or {})
+        return cls(
+            **values,
+            last_anomalous_at=row["last_anomalous_at"],
+            cleared_at=row.get("cleared_at"),
+        )
+
+
+_missing = set(CONTRACT_FIELDS) - {f.name for f in fields(Alarm)}
+if _missing:  # fail at import, not on the first alarm, when the contract gains a field
+    raise TypeError(f"pdm_anomaly.alarms.Alarm lacks the contract's fields {sorted(_missing)}")
 
 
 @dataclass(frozen=True, slots=True)

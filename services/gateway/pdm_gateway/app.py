@@ -19,18 +19,20 @@ import structlog
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pdm_common import topics
 from pdm_common.broker import ensure_topics
 from pdm_common.db.pool import create_pool, ping
 from pdm_common.events import ReadingSnapshot
+from pdm_common.service import BackgroundTask
 from pdm_common.settings import CommonSettings
 from pdm_common.telemetry import REGISTRY, configure_logging
+from pdm_gateway import SERVICE, probes
 from pdm_gateway.api import admin, alarms, assets, predictions, readings, simulator
 from pdm_gateway.api import stream as stream_api
-from pdm_gateway.bus import SERVICE, Bus
+from pdm_gateway.bus import Bus
 from pdm_gateway.latest import LatestCache
 from pdm_gateway.middleware import AuditLog, BodyLimit
 from pdm_gateway.problems import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
@@ -38,7 +40,8 @@ from pdm_gateway.problems import ProblemDetail
 from pdm_gateway.problems import install as install_problems
 from pdm_gateway.security import SECURITY_SCHEMES, Authenticator
 from pdm_gateway.settings import GatewaySettings
-from pdm_gateway.storage import GatewayStore
+from pdm_gateway.store import Database, Stores
+from pdm_gateway.store.idempotency_keys import IdempotencyStore
 from pdm_gateway.stream import StreamHub
 
 log = structlog.get_logger(__name__)
@@ -60,7 +63,8 @@ def create_app(
     common = common or CommonSettings()
     settings = settings or GatewaySettings()
     configure_logging(SERVICE, common.log_level, common.log_format)
-    store = GatewayStore()
+    db = Database()
+    stores = Stores.over(db)
     bus = Bus(common, settings.reply_timeout_s)
     latest = LatestCache(settings.latest_cache_assets)
     hub = StreamHub(
@@ -71,27 +75,35 @@ def create_app(
         common.kafka_fetch_max_wait_ms,
     )
 
+    background = (
+        BackgroundTask("gateway topics", lambda: _ensure_topics(common)),
+        BackgroundTask(
+            "gateway idempotency purge",
+            lambda: _purge_idempotency(stores.idempotency, settings.idempotency_ttl_h),
+        ),
+    )
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store.pool = await create_pool(
+        pool = db.pool = await create_pool(
             common.database_url,
             min_size=1,
             max_size=common.database_pool_size,
             name=SERVICE,
             statement_timeout_ms=common.database_statement_timeout_ms,
         )
-        topics_ready = asyncio.create_task(_ensure_topics(common))
         bus.start()
         hub.start()
-        purge = asyncio.create_task(_purge_idempotency(store, settings.idempotency_ttl_h))
+        for task in background:
+            task.start()
         try:
             yield
         finally:
-            for task in (topics_ready, purge):
-                task.cancel()
+            for task in background:
+                await task.stop()
             await hub.stop()
             await bus.stop()
-            await store.pool.close()
+            await pool.close()
 
     docs = settings.public_docs
     app = FastAPI(
@@ -104,33 +116,23 @@ def create_app(
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.settings = settings
-    app.state.store = store
+    app.state.stores = stores
     app.state.bus = bus
     app.state.hub = hub
     app.state.latest = latest
-    app.state.auth = Authenticator(store, settings)
+    app.state.auth = Authenticator(stores.keys, settings)
     install_problems(app)
     # readings first: the hottest route (latest readings) is matched before the others
     for module in (readings, assets, alarms, predictions, simulator, admin, stream_api):
         app.include_router(module.router)
 
-    @app.get("/health", tags=["probes"])
-    async def health() -> dict[str, str]:
-        """Alive (liveness probe)."""
-        return {"status": "alive", "service": SERVICE}
+    async def database() -> bool:
+        return await ping(db.pool) if db.pool else False
 
-    @app.get("/ready", tags=["probes"], responses={503: {"description": "Not ready"}})
-    async def ready() -> JSONResponse:
-        """Database reachable and migrated, broker connected (readiness probe)."""
-        checks = {
-            "database": await ping(store.pool) if store.pool else False,
-            "schema": await store.schema_ready() if store.pool else False,
-            "broker": bus.replies_ready and hub.connected,
-        }
-        ok = all(checks.values())
-        return JSONResponse(
-            {"ready": ok, "service": SERVICE, "checks": checks}, status_code=200 if ok else 503
-        )
+    async def broker() -> bool:
+        return bus.replies_ready and hub.connected
+
+    probes.install(app, {"database": database, "schema": stores.schema_ready, "broker": broker})
 
     if docs:
 
@@ -157,7 +159,7 @@ def create_app(
         )
     # Outermost last: the audit log also records what the body limit refused.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(AuditLog, store=store)
+    app.add_middleware(AuditLog, audit=stores.audit)
     return app
 
 
@@ -203,6 +205,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 
 async def _ensure_topics(common: CommonSettings) -> None:
+    """Create missing topics, retrying in the background until the broker answers: the
+    gateway serves reads while Kafka is away (the kit's start-up creates topics first and
+    would hold the database pool back until then)."""
     delay = 1.0
     while True:
         try:
@@ -216,10 +221,10 @@ async def _ensure_topics(common: CommonSettings) -> None:
             delay = min(delay * 2, 30.0)
 
 
-async def _purge_idempotency(store: GatewayStore, ttl_h: float) -> None:
+async def _purge_idempotency(store: IdempotencyStore, ttl_h: float) -> None:
     while True:
         with contextlib.suppress(Exception):
-            removed = await store.purge_idempotency(datetime.now(UTC) - timedelta(hours=ttl_h))
+            removed = await store.purge(datetime.now(UTC) - timedelta(hours=ttl_h))
             if removed:
                 log.info("idempotency keys expired", removed=removed)
         await asyncio.sleep(600)

@@ -1,26 +1,27 @@
 """The gateway's Kafka side for writes: commands and HTTP-ingested readings are published
 (acknowledged by the broker before the client hears 202), and calls that need an answer go
-through one shared `ReplyClient` (request/reply with a correlation id and a timeout)."""
+through one shared `ReplyClient` (request/reply with a correlation id and a timeout); each
+reply is parsed once into the type the caller names (`pdm_gateway.replies`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from pdm_common.broker import BrokerPublisher
 from pdm_common.delivery import Outgoing
 from pdm_common.request_reply import ReplyClient, ReplyTimeout
 from pdm_common.settings import CommonSettings
+from pdm_gateway import SERVICE
 from pdm_gateway.problems import Problem
 
 log = structlog.get_logger(__name__)
-SERVICE = "gateway"
+T = TypeVar("T")
 
 
 class Bus:
@@ -90,8 +91,11 @@ class Bus:
             ]
         )
 
-    async def call(self, topic: str, body: Any, key: str | None, what: str) -> list[dict[str, Any]]:
-        """Kafka request/reply; 504 on timeout, 503 while the reply channel is not up."""
+    async def call(
+        self, topic: str, body: Any, key: str | None, what: str, reply: TypeAdapter[T]
+    ) -> list[T]:
+        """Kafka request/reply, each reply message parsed once as `reply`; 504 on timeout,
+        503 while the reply channel is not up."""
         if self._replies is None:
             raise Problem(
                 503,
@@ -119,4 +123,4 @@ class Bus:
                 slug="broker-unavailable",
                 headers={"Retry-After": "5"},
             ) from exc
-        return [json.loads(p) for p in parts]
+        return [reply.validate_json(p) for p in parts]

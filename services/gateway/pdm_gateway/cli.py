@@ -7,24 +7,28 @@ import asyncio
 import getpass
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
+
+if TYPE_CHECKING:
+    from pdm_gateway.store.api_keys import KeyStore
 
 apikey_app = typer.Typer(no_args_is_help=True, help="API keys of the gateway.")
 T = TypeVar("T")
 
 
-def _with_store(work: Callable[[Any], Awaitable[T]]) -> T:
+def _with_keys(work: Callable[[KeyStore], Awaitable[T]]) -> T:
     from pdm_common.db.pool import create_pool
     from pdm_common.settings import CommonSettings
-    from pdm_gateway.storage import GatewayStore
+    from pdm_gateway.store.api_keys import KeyStore
+    from pdm_gateway.store.database import Database
 
     async def run() -> T:
         pool = await create_pool(CommonSettings().database_url, name="pdm-apikey")
         try:
             await pool.wait(timeout=10)
-            return await work(GatewayStore(pool))
+            return await work(KeyStore(Database(pool)))
         finally:
             await pool.close()
 
@@ -55,8 +59,8 @@ def create(
         checked = check_scopes([s.strip() for s in scopes.split(",") if s.strip()])
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    key = _with_store(
-        lambda store: store.create_key(name, checked, f"cli:{getpass.getuser()}", rate_limit)
+    key = _with_keys(
+        lambda keys: keys.create(name, checked, f"cli:{getpass.getuser()}", rate_limit)
     )
     if quiet:
         typer.echo(key.token)
@@ -69,7 +73,7 @@ def create(
 @apikey_app.command("list")
 def list_keys() -> None:
     """List keys (ids, names, scopes, revocation); secrets are never shown."""
-    rows = _with_store(lambda store: store.list_keys())
+    rows = _with_keys(lambda keys: keys.all_keys())
     for row in rows:
         typer.echo(json.dumps(row, default=str))
 
@@ -77,7 +81,7 @@ def list_keys() -> None:
 @apikey_app.command("revoke")
 def revoke(key_id: Annotated[str, typer.Argument(help="The key id (12 hex characters).")]) -> None:
     """Revoke a key; gateways refuse it within PDM_GATEWAY_KEY_CACHE_S seconds."""
-    if not _with_store(lambda store: store.revoke_key(key_id)):
+    if not _with_keys(lambda keys: keys.revoke(key_id)):
         typer.secho(f"error: no live key {key_id!r} (see `pdm apikey list`)", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {key_id}")

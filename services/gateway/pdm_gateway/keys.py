@@ -1,4 +1,4 @@
-"""API keys: the format, hashing and scope rules (pure; storage is in `storage.py`).
+"""API keys: the format, hashing and scope rules (pure; storage is in `store/api_keys.py`).
 
 A key reads `pdm_<key_id>_<secret>`: `key_id` (12 hex characters) is the public half that
 finds the row and names the key in logs; `secret` is 256 random bits of which only the

@@ -9,7 +9,7 @@ from typing import Any
 import structlog
 
 from pdm_gateway.problems import problem_response
-from pdm_gateway.storage import GatewayStore
+from pdm_gateway.store.audit_log import AuditStore
 
 log = structlog.get_logger(__name__)
 Scope = MutableMapping[str, Any]
@@ -77,9 +77,9 @@ class AuditLog:
     """Record every write request (who, what, result) in `audit_log` after it is answered.
     A failed audit insert is logged, not turned into an error: the write itself happened."""
 
-    def __init__(self, app: ASGIApp, store: GatewayStore) -> None:
+    def __init__(self, app: ASGIApp, audit: AuditStore) -> None:
         self.app = app
-        self.store = store
+        self.audit = audit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in WRITES:
@@ -100,7 +100,7 @@ class AuditLog:
             key_id = getattr(principal, "key_id", None)
             query = scope.get("query_string", b"").decode("latin-1")
             try:
-                await self.store.audit(
+                await self.audit.record(
                     key_id,
                     scope["method"],
                     scope["path"],

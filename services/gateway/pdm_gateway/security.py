@@ -13,7 +13,7 @@ from pdm_gateway.keys import Principal, parse_token, token_from_headers
 from pdm_gateway.problems import Problem
 from pdm_gateway.ratelimit import RateLimiter, retry_after_header
 from pdm_gateway.settings import GatewaySettings
-from pdm_gateway.storage import GatewayStore
+from pdm_gateway.store.api_keys import KeyStore
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="pdm"'}
 
@@ -30,11 +30,11 @@ class Authenticator:
 
     def __init__(
         self,
-        store: GatewayStore,
+        keys: KeyStore,
         settings: GatewaySettings,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.store = store
+        self.keys = keys
         self.settings = settings
         self.clock = clock
         self.limiter = RateLimiter(settings.rate_limit_burst_s, clock)
@@ -53,7 +53,7 @@ class Authenticator:
         cached = self._cache.get(token)
         if cached is None or cached.expires <= now:
             parsed = parse_token(token)
-            found = await self.store.authenticate(*parsed) if parsed else None
+            found = await self.keys.authenticate(*parsed) if parsed else None
             if len(self._cache) > 10_000:
                 self._cache.clear()
             cached = self._cache[token] = _Cached(found, now + self.settings.key_cache_s)

@@ -17,12 +17,16 @@ from pdm_gateway.app import create_app
 from pdm_gateway.bus import Bus
 from pdm_gateway.keys import Principal
 from pdm_gateway.settings import GatewaySettings
+from pdm_gateway.store import Database, Stores
+from pdm_gateway.store.idempotency_keys import Claim
 
 TOKEN = "pdm_0123456789ab_" + "x" * 43
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 class FakeStore:
+    """Every store the tests reach (keys, audit log, idempotency keys, assets) in one."""
+
     def __init__(self) -> None:
         self.idempotency: dict[str, tuple[str, int | None, Any]] = {}
         self.audited: list[tuple[str | None, str, str, int]] = []
@@ -33,27 +37,27 @@ class FakeStore:
             Principal(key_id, "tester", frozenset({"admin"})) if key_id == "0123456789ab" else None
         )
 
-    async def assets(self, *args: Any) -> list[dict[str, Any]]:
+    async def page(self, *args: Any) -> list[dict[str, Any]]:
         if self.database_down:
             raise psycopg.OperationalError("connection refused")
         return []
 
-    async def audit(self, key_id: str | None, method: str, path: str, status: int, _: Any) -> None:
+    async def record(self, key_id: str | None, method: str, path: str, status: int, _: Any) -> None:
         self.audited.append((key_id, method, path, status))
 
-    async def begin_idempotent(self, key_id: str, key: str, sha: str) -> tuple[str, Any, Any]:
+    async def begin(self, key_id: str, key: str, sha: str) -> Claim:
         if key not in self.idempotency:
             self.idempotency[key] = (sha, None, None)
-            return "new", None, None
+            return Claim("new")
         stored_sha, status, response = self.idempotency[key]
         if stored_sha != sha:
-            return "mismatch", None, None
-        return ("in_flight", None, None) if status is None else ("replay", status, response)
+            return Claim("mismatch")
+        return Claim("in_flight") if status is None else Claim("replay", status, response)
 
-    async def finish_idempotent(self, key_id: str, key: str, status: int, response: Any) -> None:
+    async def finish(self, key_id: str, key: str, status: int, response: Any) -> None:
         self.idempotency[key] = (self.idempotency[key][0], status, response)
 
-    async def abandon_idempotent(self, key_id: str, key: str) -> None:
+    async def abandon(self, key_id: str, key: str) -> None:
         self.idempotency.pop(key, None)
 
 
@@ -74,8 +78,8 @@ def gateway() -> tuple[Any, FakeStore, list[Any]]:
     app = create_app(settings=GatewaySettings(key_cache_s=0))
     store = FakeStore()
     published: list[Any] = []
-    app.state.store = store
-    app.state.auth.store = store
+    app.state.stores = Stores(Database(), *[store] * 7)  # type: ignore[arg-type]
+    app.state.auth.keys = store
     app.middleware_stack = None  # rebuilt with the fake store on the audit middleware
     bus: Bus = app.state.bus
 
@@ -84,8 +88,8 @@ def gateway() -> tuple[Any, FakeStore, list[Any]]:
 
     bus.publish = publish  # type: ignore[method-assign]
     for middleware in app.user_middleware:
-        if "store" in middleware.kwargs:
-            middleware.kwargs["store"] = store
+        if "audit" in middleware.kwargs:
+            middleware.kwargs["audit"] = store
     return app, store, published
 
 
@@ -217,3 +221,39 @@ async def test_cors_is_off_by_default_and_configurable() -> None:
     assert opened.headers["access-control-allow-origin"] == "https://dashboard.plant.example"
     assert "authorization" in opened.headers["access-control-allow-headers"].lower()
     assert "access-control-allow-origin" not in other.headers
+
+
+async def test_probes_answer_as_every_service_does() -> None:
+    app = create_app()  # no lifespan: no pool, no broker connection
+    async with client(app) as http:
+        alive = await http.get("/health")
+        ready = await http.get("/ready")
+    assert alive.status_code == 200 and alive.json() == {"status": "alive", "service": "gateway"}
+    assert alive.content == b'{"status":"alive","service":"gateway"}'
+    assert ready.status_code == 503
+    assert ready.json() == {
+        "ready": False,
+        "service": "gateway",
+        "checks": {"database": False, "schema": False, "broker": False},
+    }
+
+
+async def test_a_reply_is_parsed_once_into_its_type(gateway) -> None:  # type: ignore[no-untyped-def]
+    app, _, _ = gateway
+    prediction = {
+        "event_type": "prediction.made",
+        "source": "prediction",
+        "asset_id": "m-1",
+        "asset_type": "milling",
+        "health_score": 90.0,
+        "health_formula": "100 - points",
+        "confidence": 1.0,
+    }
+    app.state.bus._replies = FakeReplies([[prediction]])
+    body = {"asset_id": "m-1", "asset_type": "milling"}
+    async with client(app) as http:
+        answer = await http.post("/v1/predict", json=body, headers=AUTH)
+    assert answer.status_code == 200
+    assert (
+        answer.json()["health_score"] == 90.0 and answer.json()["event_type"] == "prediction.made"
+    )

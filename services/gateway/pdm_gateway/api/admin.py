@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 
-from pdm_gateway.api.deps import store
-from pdm_gateway.api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyInfo
+from pdm_gateway.api.deps import stores
+from pdm_gateway.api.schemas.keys import ApiKeyCreate, ApiKeyCreated, ApiKeyInfo
 from pdm_gateway.keys import Principal, check_scopes
 from pdm_gateway.problems import Problem, problem_responses
 from pdm_gateway.security import ADMIN
@@ -18,7 +18,7 @@ KeyIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$")]
 
 @router.get("", response_model=list[ApiKeyInfo], responses=problem_responses(401, 403, 429))
 async def list_keys(request: Request, _: Principal = ADMIN) -> list[ApiKeyInfo]:
-    return [ApiKeyInfo.model_validate(r) for r in await store(request).list_keys()]
+    return [ApiKeyInfo.model_validate(r) for r in await stores(request).keys.all_keys()]
 
 
 @router.post(
@@ -30,7 +30,7 @@ async def list_keys(request: Request, _: Principal = ADMIN) -> list[ApiKeyInfo]:
 async def create_key(request: Request, body: ApiKeyCreate, who: Principal = ADMIN) -> ApiKeyCreated:
     """Create a key; the answer holds the key itself, shown this once."""
     scopes = check_scopes(list(body.scopes))
-    key = await store(request).create_key(
+    key = await stores(request).keys.create(
         body.name, scopes, f"key:{who.key_id}", body.rate_limit_per_s
     )
     return ApiKeyCreated(key_id=key.key_id, api_key=key.token, scopes=scopes)
@@ -44,6 +44,6 @@ async def create_key(request: Request, body: ApiKeyCreate, who: Principal = ADMI
 )
 async def revoke_key(request: Request, key_id: KeyIdPath, _: Principal = ADMIN) -> dict[str, str]:
     """Revoke a key: refused by every replica within PDM_GATEWAY_KEY_CACHE_S seconds."""
-    if not await store(request).revoke_key(key_id):
+    if not await stores(request).keys.revoke(key_id):
         raise Problem(404, f"no live key {key_id!r}", slug="not-found")
     return {"key_id": key_id, "status": "revoked"}

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
 from pdm_common import topics
-from pdm_common.events import AlarmCommand
+from pdm_common.events import AlarmCommand, AlarmStatus, Severity
 from pdm_gateway import cursors
 from pdm_gateway.api.deps import (
     CursorQuery,
@@ -22,22 +22,22 @@ from pdm_gateway.api.deps import (
     bus,
     decode_cursor,
     page_limit,
-    store,
+    stores,
 )
-from pdm_gateway.api.schemas import Accepted, AckBody, Alarm, AlarmPage, AssignBody
+from pdm_gateway.api.schemas.alarms import AckBody, Alarm, AlarmPage, AssignBody
+from pdm_gateway.api.schemas.common import Accepted
 from pdm_gateway.keys import Principal
 from pdm_gateway.problems import Problem, problem_responses
 from pdm_gateway.security import READ, WRITE
 
 router = APIRouter(prefix="/v1/alarms", tags=["alarms"])
-Severity = Literal["info", "warning", "minor", "major", "critical"]
 
 
 @router.get("", response_model=AlarmPage, responses=problem_responses(400, 401, 403, 422, 429))
 async def list_alarms(
     request: Request,
     asset_id: Annotated[str | None, Query(max_length=128)] = None,
-    status: Literal["open", "cleared"] | None = None,
+    status: AlarmStatus | None = None,
     severity: Severity | None = None,
     condition: Annotated[str | None, Query(max_length=128)] = None,
     assignee: Annotated[str | None, Query(max_length=128)] = None,
@@ -60,7 +60,7 @@ async def list_alarms(
         "acknowledged": acknowledged,
         "since": aware(since, "from"),
     }
-    rows = await store(request).alarms(filters, after, limit + 1)
+    rows = await stores(request).alarms.page(filters, after, limit + 1)
     items = [Alarm.model_validate(r) for r in rows[:limit]]
     more = len(rows) > limit
     last = items[-1] if items else None
@@ -70,14 +70,14 @@ async def list_alarms(
 
 @router.get("/{alarm_id}", response_model=Alarm, responses=problem_responses(401, 403, 404, 429))
 async def get_alarm(request: Request, alarm_id: uuid.UUID, _: Principal = READ) -> Alarm:
-    row = await store(request).alarm(str(alarm_id))
+    row = await stores(request).alarms.get(str(alarm_id))
     if row is None:
         raise Problem(404, f"no alarm {alarm_id}", slug="not-found")
     return Alarm.model_validate(row)
 
 
 async def _send(request: Request, command: AlarmCommand) -> Accepted:
-    if await store(request).alarm(str(command.alarm_id)) is None:
+    if await stores(request).alarms.get(str(command.alarm_id)) is None:
         raise Problem(404, f"no alarm {command.alarm_id}", slug="not-found")
     await bus(request).command(topics.ANOMALY_COMMANDS, command, str(command.alarm_id))
     return Accepted(

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from pdm_common import topics
 from pdm_common.events import AssetCommand, AssetFields
-from pdm_gateway import cursors
+from pdm_gateway import cursors, replies
 from pdm_gateway.api.deps import (
     AssetIdPath,
     CursorQuery,
@@ -17,9 +17,15 @@ from pdm_gateway.api.deps import (
     bus,
     decode_cursor,
     page_limit,
-    store,
+    stores,
 )
-from pdm_gateway.api.schemas import Asset, AssetCreate, AssetPage, HierarchyLine, HierarchySite
+from pdm_gateway.api.schemas.assets import (
+    Asset,
+    AssetCreate,
+    AssetPage,
+    HierarchyLine,
+    HierarchySite,
+)
 from pdm_gateway.keys import Principal
 from pdm_gateway.problems import Problem, problem_responses
 from pdm_gateway.security import READ, WRITE
@@ -56,7 +62,7 @@ async def list_assets(
         "asset_type": asset_type,
         "criticality": criticality,
     }
-    rows = await store(request).assets(filters, after, limit + 1)
+    rows = await stores(request).assets.page(filters, after, limit + 1)
     items = [Asset.model_validate(r) for r in rows[:limit]]
     more = len(rows) > limit
     return AssetPage(items=items, next_cursor=cursors.encode(items[-1].asset_id) if more else None)
@@ -74,7 +80,7 @@ def _after(cursor: str | None) -> str | None:
 )
 async def hierarchy(request: Request, _: Principal = READ) -> list[HierarchySite]:
     """Sites > lines > number of assets per type."""
-    return build_hierarchy(await store(request).hierarchy())
+    return build_hierarchy(await stores(request).assets.hierarchy())
 
 
 def build_hierarchy(rows: list[dict[str, Any]]) -> list[HierarchySite]:
@@ -98,7 +104,7 @@ def build_hierarchy(rows: list[dict[str, Any]]) -> list[HierarchySite]:
     responses=problem_responses(401, 403, 404, 429),
 )
 async def get_asset(request: Request, asset_id: AssetIdPath, _: Principal = READ) -> Asset:
-    row = await store(request).asset(asset_id)
+    row = await stores(request).assets.get(asset_id)
     if row is None:
         raise Problem(404, f"no asset {asset_id!r}", slug="not-found")
     return Asset.model_validate(row)
@@ -109,15 +115,17 @@ async def _command(
 ) -> Asset | None:
     command = AssetCommand(action=action, asset_id=asset_id, actor=actor, fields=fields)
     (reply, *_) = await bus(request).call(
-        topics.ASSET_COMMANDS, command.model_dump(mode="json"), asset_id, "ingest service"
+        topics.ASSET_COMMANDS,
+        command.model_dump(mode="json"),
+        asset_id,
+        "ingest service",
+        replies.ASSET_COMMAND,
     )
-    status = STATUS.get(reply.get("status", ""), 502)
+    status = STATUS[reply.status]
     if status >= 400:
-        message = reply.get("message") or reply.get("status", "unexpected reply")
-        raise Problem(status, str(message), slug=str(reply.get("status", "bad-reply")))
+        raise Problem(status, reply.message or reply.status, slug=reply.status)
     response.status_code = status
-    asset = reply.get("asset")
-    return Asset.model_validate(asset) if asset else None
+    return reply.asset
 
 
 @router.post(

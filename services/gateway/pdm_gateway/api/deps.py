@@ -12,7 +12,7 @@ from pdm_gateway import cursors
 from pdm_gateway.bus import Bus
 from pdm_gateway.problems import Problem
 from pdm_gateway.settings import GatewaySettings
-from pdm_gateway.storage import GatewayStore
+from pdm_gateway.store import Stores
 
 AssetIdPath = Annotated[
     str, Path(pattern=ASSET_ID_PATTERN, description="Asset id, e.g. `pump-001`.")
@@ -31,8 +31,8 @@ CursorQuery = Annotated[
 LimitQuery = Annotated[int, Query(ge=1, le=10_000, description="Page size.")]
 
 
-def store(request: Request) -> GatewayStore:
-    return request.app.state.store
+def stores(request: Request) -> Stores:
+    return request.app.state.stores
 
 
 def bus(request: Request) -> Bus:

@@ -16,7 +16,7 @@ from pdm_common.events import (
     PredictionError,
     PredictionRequest,
 )
-from pdm_gateway import cursors
+from pdm_gateway import cursors, replies
 from pdm_gateway.api.deps import (
     AssetIdPath,
     CursorQuery,
@@ -27,9 +27,9 @@ from pdm_gateway.api.deps import (
     bus,
     decode_cursor,
     page_limit,
-    store,
+    stores,
 )
-from pdm_gateway.api.schemas import PredictionPage
+from pdm_gateway.api.schemas.predictions import PredictionPage
 from pdm_gateway.keys import Principal
 from pdm_gateway.problems import Problem, problem_responses
 from pdm_gateway.security import READ
@@ -55,7 +55,7 @@ async def latest_prediction(
     request: Request, asset_id: AssetIdPath, _: Principal = READ
 ) -> dict[str, Any]:
     """The asset's newest stored prediction (a `prediction.made` event)."""
-    rows = await store(request).predictions(asset_id, None, None, None, 1)
+    rows = await stores(request).predictions.history(asset_id, None, None, None, 1)
     if not rows:
         raise Problem(404, f"no prediction stored for asset {asset_id!r}", slug="not-found")
     return rows[0][2]
@@ -78,7 +78,7 @@ async def prediction_history(
     """Stored predictions of the asset in `[from, to)`, newest first."""
     before = decode_cursor(cursor, (datetime, str))
     limit = page_limit(request, limit)
-    rows = await store(request).predictions(
+    rows = await stores(request).predictions.history(
         asset_id,
         aware(start, "from"),
         aware(end, "to"),
@@ -96,7 +96,7 @@ async def prediction_history(
     response_model=Prediction,
     responses=problem_responses(401, 403, 409, 413, 422, 429, 502, 503, 504),
 )
-async def predict(request: Request, body: PredictionRequest, _: Principal = READ) -> Any:
+async def predict(request: Request, body: PredictionRequest, _: Principal = READ) -> Prediction:
     """Predict now for one asset: from its stored readings, or from the `readings` /
     `history` in the body. The prediction is also stored and published."""
     body = body.model_copy(update={"trigger": "request"})
@@ -105,15 +105,15 @@ async def predict(request: Request, body: PredictionRequest, _: Principal = READ
         body.model_dump(mode="json"),
         body.asset_id,
         "prediction service",
+        replies.PREDICTION,
     )
-    if reply.get("event_type") == "prediction.error":
-        error = PredictionError.model_validate(reply)
+    if isinstance(reply, PredictionError):
         raise Problem(
-            ERROR_STATUS.get(error.code, 502),
-            error.message,
-            slug=error.code.replace("_", "-"),
-            code=error.code,
-            missing=error.missing,
+            ERROR_STATUS.get(reply.code, 502),
+            reply.message,
+            slug=reply.code.replace("_", "-"),
+            code=reply.code,
+            missing=reply.missing,
         )
     return reply
 
@@ -135,12 +135,13 @@ async def predict_batch(
         body.model_dump(mode="json"),
         str(body.batch_id),
         "prediction service",
+        replies.PREDICTION_BATCH,
     )
+    merged: list[PredictionBatch] = []
     for part in parts:
-        if part.get("event_type") == "prediction.error":
-            error = PredictionError.model_validate(part)
-            raise Problem(422, error.message, slug="invalid-request", code=error.code)
-    merged = [PredictionBatch.model_validate(p) for p in parts]
+        if isinstance(part, PredictionError):
+            raise Problem(422, part.message, slug="invalid-request", code=part.code)
+        merged.append(part)
     merged.sort(key=lambda p: p.part)
     first = merged[0]
     return first.model_copy(

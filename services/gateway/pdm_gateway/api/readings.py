@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -28,11 +27,11 @@ from pdm_gateway.api.deps import (
     decode_cursor,
     page_limit,
     settings,
-    store,
+    stores,
     time_range,
 )
-from pdm_gateway.api.schemas import Bucket as BucketModel
-from pdm_gateway.api.schemas import (
+from pdm_gateway.api.schemas.readings import Bucket as BucketModel
+from pdm_gateway.api.schemas.readings import (
     BucketedReadings,
     LatestReadings,
     RawReading,
@@ -40,6 +39,7 @@ from pdm_gateway.api.schemas import (
     Reading,
     ReadingsAccepted,
 )
+from pdm_gateway.idempotency import IdempotentRequest
 from pdm_gateway.keys import Principal
 from pdm_gateway.latest import LatestCache
 from pdm_gateway.problems import Problem, problem_responses
@@ -71,7 +71,7 @@ async def latest(request: Request, asset_id: AssetIdPath, _: Principal = READ) -
     source = "cache"
     if rows is None:
         source = "database"
-        found = await store(request).latest_readings(asset_id)
+        found = await stores(request).readings.latest(asset_id)
         if not found:
             raise Problem(404, f"no readings of asset {asset_id!r}", slug="not-found")
         rows = cache.load(asset_id, found)
@@ -113,7 +113,7 @@ async def readings(
                 f"bucket ({', '.join(BUCKET_INTERVALS)}) or a shorter range",
                 slug="validation",
             )
-        rows = await store(request).readings_bucketed(asset_id, sensor, start, end, bucket, agg)
+        rows = await stores(request).readings.bucketed(asset_id, sensor, start, end, bucket, agg)
         return BucketedReadings(
             asset_id=asset_id,
             bucket=bucket,
@@ -122,7 +122,7 @@ async def readings(
         )
     after = decode_cursor(cursor, (datetime, str))
     limit = page_limit(request, limit)
-    rows_raw = await store(request).readings_raw(
+    rows_raw = await stores(request).readings.raw(
         asset_id,
         sensor,
         start,
@@ -176,7 +176,7 @@ async def export_csv(
     end = aware(end, "to") or datetime.now(UTC) - timedelta(seconds=cfg.export_settle_s)
     if start is not None and start >= end:
         raise Problem(422, "nothing to export: `from`/`cursor` is not before `to`", slug="empty")
-    body = store(request).export_csv(asset_id, sensor, start, end, cfg.export_chunk_rows)
+    body = stores(request).readings.export_csv(asset_id, sensor, start, end, cfg.export_chunk_rows)
     name = f"readings-{asset_id or 'fleet'}-{end:%Y%m%dT%H%M%SZ}.csv"
     return StreamingResponse(
         body,
@@ -243,26 +243,10 @@ async def post_readings(
         ) from exc
     if not snapshots:
         raise Problem(422, "an empty list carries no readings", slug="validation")
-    db = store(request)
-    if idempotency_key is not None:
-        fingerprint = hashlib.sha256(raw).hexdigest()
-        state, _status, stored = await db.begin_idempotent(who.key_id, idempotency_key, fingerprint)
-        if state == "replay":
-            return ReadingsAccepted.model_validate(stored | {"replayed": True})
-        if state == "mismatch":
-            raise Problem(
-                422,
-                "this Idempotency-Key was used with a different body; use a new key for "
-                "new readings",
-                slug="idempotency-mismatch",
-            )
-        if state == "in_flight":
-            raise Problem(
-                409,
-                "a request with this Idempotency-Key is still being processed; retry later",
-                slug="idempotency-in-flight",
-                headers={"Retry-After": "1"},
-            )
+    idempotent = IdempotentRequest(stores(request).idempotency, who.key_id, idempotency_key, raw)
+    stored = await idempotent.begin()
+    if stored is not None:
+        return ReadingsAccepted.model_validate(stored | {"replayed": True})
     messages = [
         Outgoing(
             topics.READINGS,
@@ -283,11 +267,9 @@ async def post_readings(
     try:
         await bus(request).publish(messages)
     except Problem:
-        if idempotency_key is not None:
-            await db.abandon_idempotent(who.key_id, idempotency_key)
+        await idempotent.abandon()
         raise
-    if idempotency_key is not None:
-        await db.finish_idempotent(who.key_id, idempotency_key, 202, answer.model_dump(mode="json"))
+    await idempotent.finish(202, answer)
     return answer
 
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from pdm_common import topics
 from pdm_common.events import AssetId, SensorName, SimulatorCommand
 from pdm_gateway.api.deps import AssetIdPath, bus
-from pdm_gateway.api.schemas import Accepted
+from pdm_gateway.api.schemas.common import Accepted
 from pdm_gateway.keys import Principal
 from pdm_gateway.problems import problem_responses
 from pdm_gateway.security import WRITE
