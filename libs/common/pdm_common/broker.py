@@ -1,9 +1,9 @@
 """The broker factory and the reliable batch subscription every consumer uses.
 
-Producer: `acks="all"`, a batch size that does not overflow (FastStream's 16 KB default does,
-INFRA.md), idempotence only where the broker supports it. Consumers: batch subscribers,
-`auto_offset_reset="earliest"` (tansu misreports the latest offset), manual commit after the
-`ReliableBatchHandler` has made every side effect durable.
+Producer: `acks="all"`, a batch size that does not overflow (FastStream's 16 KB default does
+with a batch of 1,000 messages), idempotence only where the broker supports it. Consumers:
+batch subscribers, `auto_offset_reset="earliest"` (tansu misreports the latest offset), manual
+commit after the `ReliableBatchHandler` has made every side effect durable.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pdm_common.telemetry import REGISTRY, configure_tracing, continue_trace, me
 
 log = structlog.get_logger(__name__)
 
-#: Producer batch buffer: large enough for `publish_batch` of 1000 messages (INFRA.md).
+#: Producer batch buffer: large enough for `publish_batch` of 1000 messages.
 PRODUCER_BATCH_BYTES = 1 << 20
 
 
@@ -229,7 +229,7 @@ def _subscribe(
 
 
 def _record_lag(consumer: Any, records: Sequence[Any], service: str) -> None:
-    """Lag from the fetch high-water mark (tansu misreports `end_offsets`, INFRA.md)."""
+    """Lag from the fetch high-water mark (tansu misreports `end_offsets`)."""
     seen = {(r.topic, r.partition) for r in records}
     for topic, partition in seen:
         tp = TopicPartition(topic, partition)

@@ -15,6 +15,11 @@ decide each message's fate:
 The caller commits offsets only after `handle` returns, i.e. after every side effect (database
 commit, downstream publish, DLQ/retry publish) is durable. A crash anywhere means redelivery,
 never loss; processors are idempotent so redelivery is harmless.
+
+Processors share the helpers that map onto these fates, so that every service decodes, builds
+events and publishes them the same way: `decode_json` (an undecodable message is permanent),
+`event_outgoing` (an event with its content type, type and carried headers) and
+`publish_or_pause` (a broker that cannot take a batch's events pauses the consumer).
 """
 
 from __future__ import annotations
@@ -22,15 +27,17 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
+from pydantic import BaseModel, ValidationError
 
 from pdm_common import topics
-from pdm_common.telemetry import metrics
+from pdm_common.events import Envelope, describe_validation
+from pdm_common.telemetry import TRACE_HEADERS, metrics
 
 log = structlog.get_logger(__name__)
 
@@ -159,6 +166,11 @@ class Delivery:
     def user_headers(self) -> dict[str, str]:
         return {k: v for k, v in self.headers.items() if k not in DELIVERY_HEADERS}
 
+    def trace_context(self) -> dict[str, str]:
+        """The W3C trace context the message carries: an event derived from it carries it on,
+        so the trace continues across the hop (the publisher parents its span there)."""
+        return {k: v for k, v in self.headers.items() if k in TRACE_HEADERS}
+
 
 @dataclass(slots=True)
 class Failure:
@@ -192,6 +204,65 @@ class BatchProcessor(Protocol[T]):
 
     async def process(self, items: Sequence[tuple[Delivery, T]]) -> Sequence[Failure]:
         """Apply the side effects durably; return per-message failures, raise for the batch."""
+
+
+# --------------------------------------------------------------------------------------------
+# What processors share: decoding, building events, publishing them
+# --------------------------------------------------------------------------------------------
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def decode_json(delivery: Delivery, model: type[M]) -> M:
+    """The message's JSON value as a `model`, or `PermanentError` (reason `invalid`) naming
+    the first problem as `where: what`: a message that does not parse or validate never will,
+    so it is dead-lettered at once, with a reason the operator can act on."""
+    try:
+        return model.model_validate_json(delivery.value)
+    except ValidationError as exc:
+        raise PermanentError(describe_validation(exc), reason="invalid") from None
+
+
+def event_outgoing(
+    topic: str,
+    event: BaseModel,
+    key: str | bytes | None,
+    headers: Mapping[str, str] | None = None,
+) -> Outgoing:
+    """`event` as a JSON message on `topic`, keyed (the key picks the partition, so one key's
+    events stay in order).
+
+    Headers: the content type; the `event_type` of a platform event (`Envelope`), so that
+    consumers such as the gateway's live stream can tell events apart without decoding them;
+    then `headers`, what the event carries on from the message it derives from (trace
+    context, correlation id).
+    """
+    out = {"content-type": "application/json"}
+    if isinstance(event, Envelope):
+        out["event_type"] = event.event_type
+        value = event.to_json()
+    else:
+        value = event.model_dump_json().encode()
+    if headers:
+        out.update(headers)
+    return Outgoing(topic, value, key.encode() if isinstance(key, str) else key, out)
+
+
+async def publish_or_pause(publisher: Publisher, messages: Sequence[Outgoing], what: str) -> None:
+    """Publish the events a batch produced and wait for every ack, or raise
+    `DependencyUnavailable`.
+
+    Offsets are committed only once these events are acknowledged. A broker that cannot take
+    them is no message's fault, so the consumer pauses and processes the batch again once the
+    broker is back (processors are idempotent), rather than retrying or dead-lettering the
+    messages. `what` names the events in the error ("cannot publish <what>: ...").
+    """
+    if not messages:
+        return
+    try:
+        await publisher.publish_many(messages)
+    except Exception as exc:
+        raise DependencyUnavailable(f"cannot publish {what}: {exc!r}") from exc
 
 
 @dataclass(frozen=True, slots=True)

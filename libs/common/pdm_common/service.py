@@ -15,7 +15,7 @@ import os
 import socket
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
@@ -25,12 +25,13 @@ from psycopg_pool import AsyncConnectionPool
 from pdm_common import topics
 from pdm_common.broker import BrokerPublisher, ensure_topics, make_broker, ping_broker
 from pdm_common.db.pool import create_pool
-from pdm_common.delivery import ReliableBatchHandler, RetryPolicy
+from pdm_common.delivery import BatchProcessor, ReliableBatchHandler, RetryPolicy
 from pdm_common.settings import CommonSettings
 from pdm_common.telemetry import REGISTRY, configure_logging, metrics
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 Scope = dict[str, Any]
+T = TypeVar("T")
 
 
 class PauseFlag:
@@ -174,8 +175,9 @@ class ServiceKit:
             PauseFlag(service),
         )
 
-    def reliable(self, processor: Any) -> ReliableBatchHandler[Any]:
-        """The platform's retry/DLQ mechanism around a service's batch processor."""
+    def reliable(self, processor: BatchProcessor[T]) -> ReliableBatchHandler[T]:
+        """The platform's retry/DLQ mechanism around a service's batch processor (generic, so
+        the type a processor decodes to is checked against the items it processes)."""
         return ReliableBatchHandler(
             processor,
             self.publisher,
@@ -184,7 +186,7 @@ class ServiceKit:
             on_pause=self.paused,
         )
 
-    def follow_model_events(self, processor: Any, group_prefix: str) -> None:
+    def follow_model_events(self, processor: BatchProcessor[Any], group_prefix: str) -> None:
         """Subscribe to `pdm.models.v1` so that *every* process hears every alias move: a
         consumer group of its own per process (host + pid), read from the start."""
         from pdm_common.broker import subscribe_reliably

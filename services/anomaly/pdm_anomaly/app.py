@@ -10,14 +10,15 @@ import structlog
 from aiokafka.abc import ConsumerRebalanceListener
 from faststream.asgi import AsgiFastStream
 
+from pdm_anomaly import SERVICE
 from pdm_anomaly.alarms import AlarmBook, AlarmPolicy
 from pdm_anomaly.handlers import CommandsProcessor, EventPublisher, ReadingsProcessor
 from pdm_anomaly.models import SnapshotModels, detector_factory
 from pdm_anomaly.settings import AnomalySettings
-from pdm_anomaly.storage import SERVICE, AlarmStore
+from pdm_anomaly.storage import AlarmStore
 from pdm_common import topics
 from pdm_common.broker import subscribe_reliably
-from pdm_common.service import ServiceKit
+from pdm_common.service import BackgroundTask, ServiceKit
 from pdm_common.settings import CommonSettings
 from pdm_ml.detectors.limits import load_limits
 
@@ -77,15 +78,14 @@ def create_app(
         max_records=500,
     )
     kit.follow_model_events(models.processor(), settings.group_id)
-    background: list[asyncio.Task[None]] = []
+    outbox = BackgroundTask("alarm-outbox", lambda: _flush_outbox(events))
 
     async def start() -> None:
         store.pool = await kit.start()
-        background.append(asyncio.create_task(_flush_outbox(events)))
+        outbox.start()
 
     async def stop() -> None:
-        for task in background:
-            task.cancel()
+        await outbox.stop()
         if store.pool is not None:
             await store.pool.close()
 
@@ -93,7 +93,10 @@ def create_app(
 
 
 async def _flush_outbox(events: EventPublisher) -> None:
-    """Publish alarm events a crash left in the outbox; retried until the database answers."""
+    """Publish alarm events a crash left in the outbox; retried until the database answers.
+
+    In the background, so that a database still down at start-up delays neither `/health`
+    nor the consumers (which pause on their own until it is back)."""
     delay = 1.0
     while True:
         try:

@@ -13,23 +13,25 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import structlog
-from pydantic import ValidationError
 
+from pdm_anomaly import SERVICE
 from pdm_anomaly.alarms import AlarmBook, AlarmChange
 from pdm_anomaly.state import AssetState, SnapshotModel, StreamingDetector, evaluate, warm_up
-from pdm_anomaly.storage import SERVICE, AlarmStore, UnknownAlarm
+from pdm_anomaly.storage import AlarmStore, UnknownAlarm
 from pdm_common import topics
 from pdm_common.db.pool import db_call
 from pdm_common.delivery import (
     Delivery,
-    DependencyUnavailable,
     Failure,
     Outgoing,
     PermanentError,
     Publisher,
+    decode_json,
+    event_outgoing,
+    publish_or_pause,
 )
-from pdm_common.events import AlarmCommand, AlarmEvent, ReadingsValidated, describe_validation
-from pdm_common.telemetry import TRACE_HEADERS, metrics
+from pdm_common.events import AlarmCommand, AlarmEvent, ReadingsValidated
+from pdm_common.telemetry import metrics
 from pdm_ml.detectors.limits import Limit
 
 log = structlog.get_logger(__name__)
@@ -42,16 +44,8 @@ MAX_ASSETS = 100_000
 def outgoing(
     events: Sequence[AlarmEvent], trace: Mapping[str, Mapping[str, str]]
 ) -> list[Outgoing]:
-    return [
-        Outgoing(
-            topics.ANOMALIES,
-            e.to_json(),
-            e.asset_id.encode(),
-            {"content-type": "application/json", "event_type": e.event_type}
-            | dict(trace.get(e.asset_id, {})),
-        )
-        for e in events
-    ]
+    """Alarm events keyed by asset, each carrying the trace context of the reading behind it."""
+    return [event_outgoing(topics.ANOMALIES, e, e.asset_id, trace.get(e.asset_id)) for e in events]
 
 
 class EventPublisher:
@@ -66,10 +60,7 @@ class EventPublisher:
     ) -> None:
         if not events:
             return
-        try:
-            await self.publisher.publish_many(outgoing(events, trace or {}))
-        except Exception as exc:
-            raise DependencyUnavailable(f"cannot publish alarm events: {exc!r}") from exc
+        await publish_or_pause(self.publisher, outgoing(events, trace or {}), "alarm events")
         await db_call(self.store.mark_published([e.event_id for e in events]))
         for e in events:
             metrics.alarm_events.labels(SERVICE, e.event_type).inc()
@@ -107,10 +98,7 @@ class ReadingsProcessor:
         self.assets: dict[str, AssetState] = {}
 
     def decode(self, delivery: Delivery) -> ReadingsValidated:
-        try:
-            return ReadingsValidated.model_validate_json(delivery.value)
-        except ValidationError as exc:
-            raise PermanentError(describe_validation(exc), reason="invalid") from None
+        return decode_json(delivery, ReadingsValidated)
 
     async def process(self, items: Sequence[tuple[Delivery, ReadingsValidated]]) -> list[Failure]:
         await self._warm_up_new_assets(items)
@@ -138,10 +126,7 @@ class ReadingsProcessor:
                     )
                     if change is not None:
                         changes.append(change)
-                        trace.setdefault(
-                            event.asset_id,
-                            {k: v for k, v in delivery.headers.items() if k in TRACE_HEADERS},
-                        )
+                        trace.setdefault(event.asset_id, delivery.trace_context())
         touched = self.book.take_touched()
         if changes or touched:
             recorded = await db_call(self.store.record(changes, touched))
@@ -197,10 +182,7 @@ class CommandsProcessor:
         self.events = events
 
     def decode(self, delivery: Delivery) -> AlarmCommand:
-        try:
-            command = AlarmCommand.model_validate_json(delivery.value)
-        except ValidationError as exc:
-            raise PermanentError(describe_validation(exc), reason="invalid") from None
+        command = decode_json(delivery, AlarmCommand)
         if command.action == "assign" and not command.assignee:
             raise PermanentError("assign needs an assignee", reason="invalid")
         return command

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import structlog
 
+from pdm_anomaly import SERVICE
 from pdm_anomaly.state import SnapshotModel, StreamingDetector
-from pdm_anomaly.storage import SERVICE
 from pdm_common.model_events import AliasMovedProcessor, record_model_in_use
 from pdm_common.registry import ChampionCache, RegistryError, model_name
 from pdm_ml.detectors.univariate import UnivariateConfig, UnivariateDetector

@@ -1,5 +1,6 @@
 """Database access of the anomaly service: its own `alarms` tables, and reads of recent
-`readings` to warm detectors up (the one cross-service read DESIGN.md allows)."""
+`readings` to warm detectors up (read only: ingest owns that table, and it is where each
+sensor's recent history is kept)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,10 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from pdm_anomaly import SERVICE
 from pdm_anomaly.alarms import Alarm, AlarmChange
 from pdm_common.db.pool import tables_exist
 from pdm_common.events import AlarmEvent
-
-SERVICE = "anomaly"
 
 
 class UnknownAlarm(LookupError):

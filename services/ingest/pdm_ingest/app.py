@@ -8,7 +8,8 @@ from pdm_common import topics
 from pdm_common.broker import subscribe_reliably
 from pdm_common.service import ServiceKit
 from pdm_common.settings import CommonSettings
-from pdm_ingest.handlers import SERVICE, AssetCommandsProcessor, IngestProcessor
+from pdm_ingest import SERVICE
+from pdm_ingest.handlers import AssetCommandsProcessor, IngestProcessor
 from pdm_ingest.settings import IngestSettings
 from pdm_ingest.storage import AssetStore, ReadingStore
 

@@ -28,11 +28,12 @@ from pdm_common.delivery import (
     H_ORIGINAL_PARTITION,
     H_ORIGINAL_TOPIC,
     Delivery,
-    DependencyUnavailable,
     Failure,
     Outgoing,
     PermanentError,
     Publisher,
+    event_outgoing,
+    publish_or_pause,
 )
 from pdm_common.events import (
     AssetCommand,
@@ -42,7 +43,8 @@ from pdm_common.events import (
     ValidatedSnapshot,
 )
 from pdm_common.request_reply import reply_outgoing, send_replies
-from pdm_common.telemetry import REGISTRY, TRACE_HEADERS, metrics
+from pdm_common.telemetry import REGISTRY, metrics
+from pdm_ingest import SERVICE
 from pdm_ingest.commands import (
     Malformed,
     Outcome,
@@ -57,7 +59,6 @@ from pdm_ingest.storage import AssetStore, ReadingStore, WriteResult
 from pdm_ingest.validation import Limits, validate_message
 
 log = structlog.get_logger(__name__)
-SERVICE = "ingest"
 
 Item = tuple[Delivery, list[ReadingSnapshot]]
 R = TypeVar("R")
@@ -94,9 +95,7 @@ def validated_events(items: Sequence[Item], chunk: int) -> list[Outgoing]:
         for snap in snaps:
             by_asset[snap.asset_id].append(snap)
             if snap.asset_id not in trace_of:
-                trace_of[snap.asset_id] = {
-                    k: v for k, v in delivery.headers.items() if k in TRACE_HEADERS
-                }
+                trace_of[snap.asset_id] = delivery.trace_context()
     out = []
     for asset_id, snaps in by_asset.items():
         snaps.sort(key=lambda s: s.ts)
@@ -112,13 +111,7 @@ def validated_events(items: Sequence[Item], chunk: int) -> list[Outgoing]:
                 ],
             )
             out.append(
-                Outgoing(
-                    topics.READINGS_VALIDATED,
-                    event.to_json(),
-                    asset_id.encode(),
-                    {"content-type": "application/json", "event_type": event.event_type}
-                    | trace_of[asset_id],
-                )
+                event_outgoing(topics.READINGS_VALIDATED, event, asset_id, trace_of[asset_id])
             )
     return out
 
@@ -204,14 +197,9 @@ class IngestProcessor:
         return stored, refused
 
     async def _announce(self, items: list[Item]) -> None:
-        if not items:
-            return
-        try:
-            await self.publisher.publish_many(
-                validated_events(items, self.settings.validated_chunk)
-            )
-        except Exception as exc:  # stored already; redoing the batch is idempotent
-            raise DependencyUnavailable(f"cannot publish validated readings: {exc!r}") from exc
+        # Stored already: if the broker is down, the batch is done again (idempotent).
+        events = validated_events(items, self.settings.validated_chunk)
+        await publish_or_pause(self.publisher, events, "validated readings")
 
     def _count(self, result: WriteResult) -> None:
         metrics.rows_written.labels(SERVICE, "readings").inc(result.inserted)

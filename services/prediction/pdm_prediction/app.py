@@ -8,10 +8,11 @@ from pdm_common import topics
 from pdm_common.broker import subscribe_reliably
 from pdm_common.service import ServiceKit
 from pdm_common.settings import CommonSettings
+from pdm_prediction import SERVICE
 from pdm_prediction.handlers import AlarmsProcessor, RequestsProcessor
 from pdm_prediction.predictor import Predictor, ServedModels
 from pdm_prediction.settings import PredictionSettings
-from pdm_prediction.storage import SERVICE, PredictionStore
+from pdm_prediction.storage import PredictionStore
 from pdm_prediction.timer import PeriodicScorer
 
 

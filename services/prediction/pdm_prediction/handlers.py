@@ -37,11 +37,13 @@ from pdm_common import topics
 from pdm_common.db.pool import db_call
 from pdm_common.delivery import (
     Delivery,
-    DependencyUnavailable,
     Failure,
     Outgoing,
     PermanentError,
     Publisher,
+    decode_json,
+    event_outgoing,
+    publish_or_pause,
 )
 from pdm_common.events import (
     AlarmEvent,
@@ -52,12 +54,13 @@ from pdm_common.events import (
     PredictionRequest,
     describe_validation,
 )
-from pdm_common.request_reply import REPLY_TO, reply_headers, send_replies
+from pdm_common.request_reply import reply_headers, reply_outgoing, reply_to, send_replies
 from pdm_common.telemetry import REGISTRY
+from pdm_prediction import SERVICE
 from pdm_prediction.predictor import Predictor
 from pdm_prediction.serving import ServingError
 from pdm_prediction.settings import PredictionSettings
-from pdm_prediction.storage import SERVICE, PredictionStore
+from pdm_prediction.storage import PredictionStore
 
 log = structlog.get_logger(__name__)
 
@@ -184,8 +187,8 @@ class RequestsProcessor:
             outcome = next(outcomes)
             if isinstance(outcome, Prediction):
                 predictions.append((delivery, outcome))
-                if reply_to := delivery.headers.get(REPLY_TO):
-                    replies.append(self._reply(delivery, reply_to, outcome))
+                if reply := reply_outgoing(delivery, outcome, outcome.asset_id.encode()):
+                    replies.append(reply)
             elif decoded.trigger != "request":
                 SKIPPED.labels(decoded.trigger, outcome.code).inc()
                 log.info(
@@ -201,10 +204,9 @@ class RequestsProcessor:
                 failures.append(
                     Failure(delivery, PermanentError(outcome.message, reason=outcome.code))
                 )
+        # An event caused by a request carries the request's correlation id and trace context.
         events = [
-            Outgoing(
-                topics.PREDICTIONS, p.to_json(), p.asset_id.encode(), reply_headers(d, p.event_type)
-            )
+            event_outgoing(topics.PREDICTIONS, p, p.asset_id, reply_headers(d, p.event_type))
             for d, p in predictions
         ]
         # The client waits for its reply and the answer does not depend on the store: reply
@@ -217,16 +219,8 @@ class RequestsProcessor:
         )
         if isinstance(done[0], BaseException):
             raise done[0]
-        if events:
-            try:
-                await self.publisher.publish_many(events)
-            except Exception as exc:
-                raise DependencyUnavailable(f"cannot publish predictions: {exc!r}") from exc
+        await publish_or_pause(self.publisher, events, "predictions")
         return failures
-
-    def _reply(self, delivery: Delivery, reply_to: str, prediction: Prediction) -> Outgoing:
-        headers = reply_headers(delivery, prediction.event_type)
-        return Outgoing(reply_to, prediction.to_json(), prediction.asset_id.encode(), headers)
 
     def _batch_reply(
         self,
@@ -234,31 +228,21 @@ class RequestsProcessor:
         batch: PredictionBatchRequest,
         outcomes: Sequence[Prediction | ServingError],
     ) -> list[Outgoing]:
-        reply_to = delivery.headers.get(REPLY_TO)
-        if not reply_to:  # a batch without a reply_to: the predictions are still published
+        if reply_to(delivery) is None:  # nobody waits: the predictions are still published
             return []
         answers = [
             o if isinstance(o, Prediction) else error_event(r, o)
             for r, o in zip(batch.requests, outcomes, strict=True)
         ]
         parts = batch_replies(batch, answers, self.settings.reply_part_size)
-        return [
-            Outgoing(
-                reply_to, part.to_json(), delivery.key, reply_headers(delivery, part.event_type)
-            )
-            for part in parts
-        ]
+        return [r for part in parts if (r := reply_outgoing(delivery, part)) is not None]
 
     def _error_reply(
         self, delivery: Delivery, request: PredictionRequest | None, error: ServingError
     ) -> list[Outgoing]:
-        reply_to = delivery.headers.get(REPLY_TO)
-        if not reply_to:
-            return []
-        event = error_event(request, error)
-        headers = reply_headers(delivery, event.event_type)
-        key = request.asset_id.encode() if request else delivery.key
-        return [Outgoing(reply_to, event.to_json(), key, headers)]
+        key = request.asset_id.encode() if request else None  # None: the request's key
+        reply = reply_outgoing(delivery, error_event(request, error), key)
+        return [] if reply is None else [reply]
 
 
 # --------------------------------------------------------------------------------------------
@@ -276,28 +260,12 @@ class AlarmsProcessor:
         self.settings = settings
 
     def decode(self, delivery: Delivery) -> AlarmEvent:
-        try:
-            return AlarmEvent.model_validate_json(delivery.value)
-        except ValidationError as exc:
-            raise PermanentError(describe_validation(exc), reason="invalid") from None
+        return decode_json(delivery, AlarmEvent)
 
     async def process(self, items: Sequence[tuple[Delivery, AlarmEvent]]) -> list[Failure]:
         requests = alarm_requests([e for _, e in items], self.settings.routes)
-        if requests:
-            try:
-                await self.publisher.publish_many(
-                    [
-                        Outgoing(
-                            topics.PREDICTION_REQUESTS,
-                            r.model_dump_json().encode(),
-                            r.asset_id.encode(),
-                            {"content-type": "application/json"},
-                        )
-                        for r in requests
-                    ]
-                )
-            except Exception as exc:
-                raise DependencyUnavailable(f"cannot queue alarm re-assessments: {exc!r}") from exc
+        messages = [event_outgoing(topics.PREDICTION_REQUESTS, r, r.asset_id) for r in requests]
+        await publish_or_pause(self.publisher, messages, "alarm re-assessments")
         return []
 
 

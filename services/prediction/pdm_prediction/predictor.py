@@ -34,6 +34,7 @@ from pdm_common.registry import (
     load_champion,
 )
 from pdm_ml.features import machining
+from pdm_prediction import SERVICE
 from pdm_prediction.serving import (
     FAILURE,
     RUL,
@@ -61,7 +62,7 @@ from pdm_prediction.serving import (
     sampling_period,
 )
 from pdm_prediction.settings import PredictionSettings
-from pdm_prediction.storage import SERVICE, PredictionStore
+from pdm_prediction.storage import PredictionStore
 
 log = structlog.get_logger(__name__)
 

@@ -1,5 +1,6 @@
 """Database access of the prediction service: its own `predictions` table, and reads of an
-asset's latest `readings` for features (the cross-service read DESIGN.md allows)."""
+asset's latest `readings` for features (read only: ingest owns `readings` and `assets`, and
+they are where each asset's recent values are kept)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from pdm_common.db.pool import tables_exist
 from pdm_common.db.queries import latest_readings_many, recent_rows_many
 from pdm_common.events import Prediction
 
-SERVICE = "prediction"
 COLUMNS = (
     "prediction_id", "time", "asset_id", "asset_type", "request_id", "as_of", "failure_model",
     "failure_model_version", "failure_probability", "rul_model", "rul_model_version", "rul_p10",

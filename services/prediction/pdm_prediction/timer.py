@@ -16,7 +16,7 @@ import structlog
 from prometheus_client import Counter
 
 from pdm_common import topics
-from pdm_common.delivery import Outgoing, Publisher
+from pdm_common.delivery import Outgoing, Publisher, event_outgoing
 from pdm_common.events import PredictionRequest
 from pdm_common.service import BackgroundTask
 from pdm_common.telemetry import REGISTRY
@@ -33,18 +33,15 @@ CHUNK = 5000
 
 
 def periodic_requests(assets: Sequence[tuple[str, str]]) -> list[Outgoing]:
-    out = []
-    for asset_id, asset_type in assets:
-        request = PredictionRequest(asset_id=asset_id, asset_type=asset_type, trigger="periodic")
-        out.append(
-            Outgoing(
-                topics.PREDICTION_REQUESTS,
-                request.model_dump_json().encode(),
-                asset_id.encode(),
-                {"content-type": "application/json"},
-            )
+    """One `trigger=periodic` request per `(asset_id, asset_type)`, keyed by asset id."""
+    return [
+        event_outgoing(
+            topics.PREDICTION_REQUESTS,
+            PredictionRequest(asset_id=asset_id, asset_type=asset_type, trigger="periodic"),
+            asset_id,
         )
-    return out
+        for asset_id, asset_type in assets
+    ]
 
 
 class PeriodicScorer:

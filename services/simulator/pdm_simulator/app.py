@@ -11,12 +11,11 @@ from pdm_common.broker import ensure_topics, subscribe_reliably
 from pdm_common.service import ServiceKit
 from pdm_common.settings import CommonSettings
 from pdm_ml.simulation.machines import Fleet
+from pdm_simulator import SERVICE
 from pdm_simulator.handlers import CommandsProcessor
 from pdm_simulator.restore import restore
 from pdm_simulator.runner import FleetRunner, truth_message
 from pdm_simulator.settings import SimulatorSettings
-
-SERVICE = "simulator"
 
 
 def create_app(

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pdm_common.events import GroundTruth as GroundTruthEvent
 from pdm_common.events import SimulatorCommand
 from pdm_ml.simulation.machines import Fleet, GroundTruth
+from pdm_simulator import SERVICE
 
 
 class CommandRefused(ValueError):
@@ -75,5 +76,5 @@ def truth_kind(truth: GroundTruth) -> str:
 def truth_event(truth: GroundTruth) -> GroundTruthEvent:
     """The event for one ground-truth change."""
     return GroundTruthEvent.model_validate(
-        truth.to_event() | {"event_type": truth_kind(truth), "source": "simulator"}
+        truth.to_event() | {"event_type": truth_kind(truth), "source": SERVICE}
     )

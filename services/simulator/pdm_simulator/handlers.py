@@ -14,10 +14,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import structlog
-from pydantic import ValidationError
 
-from pdm_common.delivery import Delivery, Failure, PermanentError
-from pdm_common.events import SimulatorCommand, describe_validation
+from pdm_common.delivery import Delivery, Failure, PermanentError, decode_json
+from pdm_common.events import SimulatorCommand
 from pdm_simulator.commands import CommandRefused, apply_command, command_time
 from pdm_simulator.runner import FleetRunner
 
@@ -32,10 +31,7 @@ class CommandsProcessor:
         self.seen: set[str] = set() if seen is None else seen
 
     def decode(self, delivery: Delivery) -> SimulatorCommand:
-        try:
-            return SimulatorCommand.model_validate_json(delivery.value)
-        except ValidationError as exc:
-            raise PermanentError(describe_validation(exc), reason="invalid") from None
+        return decode_json(delivery, SimulatorCommand)
 
     async def process(self, items: Sequence[tuple[Delivery, SimulatorCommand]]) -> list[Failure]:
         failures: list[Failure] = []

@@ -1,5 +1,5 @@
-"""Rebuilding the fleet at start-up from Kafka (DESIGN.md: a service keeps no state between
-restarts except what it can rebuild from Kafka and the database).
+"""Rebuilding the fleet at start-up from Kafka (a service keeps no state between restarts
+except what it can rebuild from Kafka and the database).
 
 The fleet's state is what its commands made of it. Before the tick loop starts and before the
 consumer group joins, `restore` reads `pdm.simulator.commands.v1` from the beginning up to its
@@ -7,7 +7,8 @@ current end (every partition) and re-applies each command at its record's timest
 instant the live consumer applied it too (`commands.command_time`): an injected failure goes
 on degrading from where it was and fails when it was always going to. Commands are replayed in
 timestamp order (partitions interleaved), once per command id; a command that was refused is
-refused again (it was dead-lettered the first time, not again now); a malformed one is skipped.
+refused again (it was dead-lettered the first time, not again now); a malformed one (decoded
+as the consumer decodes it) is skipped.
 
 Ground truth is not announced twice: `pdm.simulator.truth.v1` is read the same way, and only
 the changes missing from it are published (so a crash between applying a command and the next
@@ -18,7 +19,7 @@ The ids of the commands replayed seed the consumer's seen set: the consumer grou
 from its committed offsets and skips what the replay already applied.
 
 The embedded broker (tansu) reports the end offset of a partition as the start of its last
-batch + 1 (INFRA.md), so the end of each partition is taken from the high-water mark of the
+batch + 1, so the end of each partition is taken from the high-water mark of the
 first fetch response (`consumer.highwater`), never from `end_offsets` alone.
 """
 
@@ -33,10 +34,9 @@ from datetime import UTC, datetime
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from pydantic import ValidationError
 
 from pdm_common import topics
-from pdm_common.delivery import Delivery
+from pdm_common.delivery import Delivery, PermanentError, decode_json
 from pdm_common.events import GroundTruth as GroundTruthEvent
 from pdm_common.events import SimulatorCommand
 from pdm_common.settings import CommonSettings
@@ -103,8 +103,8 @@ def replay_commands(
     seen: set[str] = set()
     for record in replay_order(commands):
         try:
-            command = SimulatorCommand.model_validate_json(record.value)
-        except ValidationError:
+            command = decode_json(record, SimulatorCommand)
+        except PermanentError:
             restored.invalid += 1
             continue
         key = str(command.command_id)
@@ -135,8 +135,8 @@ def decode_truth(records: Iterable[Delivery]) -> list[GroundTruthEvent]:
     out = []
     for record in records:
         try:
-            out.append(GroundTruthEvent.model_validate_json(record.value))
-        except ValidationError:
+            out.append(decode_json(record, GroundTruthEvent))
+        except PermanentError:
             log.warning("unreadable ground-truth record ignored", offset=record.offset)
     return out
 

@@ -36,7 +36,11 @@ HEADERS = {"content-type": "application/json"}
 
 
 def truth_message(truth: GroundTruth) -> Outgoing:
-    """One ground-truth change on `pdm.simulator.truth.v1`, keyed by asset id."""
+    """One ground-truth change on `pdm.simulator.truth.v1`, keyed by asset id.
+
+    Content type only, as a gateway's messages: no `event_type` header (which
+    `delivery.event_outgoing` would add), because the gateway's live stream shows that header
+    and truth has always been streamed without one."""
     return Outgoing(
         topics.SIMULATOR_TRUTH, truth_event(truth).to_json(), truth.asset_id.encode(), HEADERS
     )

@@ -1,5 +1,5 @@
-"""The retry/DLQ mechanism, driven with an in-memory publisher (the broker path is covered by
-the ingest integration tests)."""
+"""The retry/DLQ mechanism and the helpers processors share, driven with an in-memory
+publisher (the broker path is covered by the ingest integration tests)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,22 @@ import time
 from collections.abc import Sequence
 
 import pytest
+from pydantic import BaseModel
 
 from pdm_common import delivery as d
 from pdm_common.delivery import (
     Delivery,
     DependencyUnavailable,
     Failure,
-    Outgoing,
     PermanentError,
-    ReliableBatchHandler,
     RetryPolicy,
     TransientError,
+    decode_json,
+    event_outgoing,
+    publish_or_pause,
 )
+from pdm_common.events import AssetCommandResult, PredictionRequest
+from tests.factories import TIMESTAMP_MS, FakePublisher, Sleeps, delivery, reliable
 
 POLICY = RetryPolicy(
     in_process_attempts=3,
@@ -32,19 +36,15 @@ POLICY = RetryPolicy(
 def rec(
     value: bytes, offset: int = 0, topic: str = "pdm.t.v1", headers: dict | None = None
 ) -> Delivery:
-    return Delivery(topic, 1, offset, b"k", value, dict(headers or {}), 1_700_000_000_000)
-
-
-class Publisher:
-    def __init__(self, fail_times: int = 0) -> None:
-        self.sent: list[Outgoing] = []
-        self.fail_times = fail_times
-
-    async def publish_many(self, messages: Sequence[Outgoing]) -> None:
-        if self.fail_times:
-            self.fail_times -= 1
-            raise ConnectionError("broker down")
-        self.sent += messages
+    return delivery(
+        value,
+        topic=topic,
+        partition=1,
+        offset=offset,
+        key=b"k",
+        headers=headers,
+        timestamp_ms=TIMESTAMP_MS,
+    )
 
 
 class Processor:
@@ -74,25 +74,21 @@ class Processor:
         ]
 
 
-def handler(processor: Processor, publisher: Publisher, pauses: list[bool] | None = None):
-    slept: list[float] = []
-
-    async def sleep(s: float) -> None:
-        slept.append(s)
-
-    h = ReliableBatchHandler(
+def handler(processor: Processor, publisher: FakePublisher, pauses: list[bool] | None = None):
+    sleeps = Sleeps()
+    h = reliable(
         processor,
         publisher,
         service="svc",
         policy=POLICY,
-        sleep=sleep,
+        sleep=sleeps,
         on_pause=(pauses.append if pauses is not None else None),
     )
-    return h, slept
+    return h, sleeps.delays
 
 
 async def test_poison_goes_to_dlq_with_origin_headers_and_rest_is_processed():
-    pub, proc = Publisher(), Processor()
+    pub, proc = FakePublisher(), Processor()
     h, _ = handler(proc, pub)
     report = await h.handle([rec(b"ok1", 10), rec(b"bad json", 11), rec(b"ok2", 12)])
     assert proc.calls == [[b"ok1", b"ok2"]]
@@ -109,7 +105,7 @@ async def test_poison_goes_to_dlq_with_origin_headers_and_rest_is_processed():
 
 
 async def test_decoder_crash_is_dead_lettered_not_lost():
-    pub = Publisher()
+    pub = FakePublisher()
     h, _ = handler(Processor(), pub)
     report = await h.handle([rec(b"crash"), rec(b"ok")])
     assert report.dead_lettered == 1 and report.processed == 1
@@ -117,7 +113,7 @@ async def test_decoder_crash_is_dead_lettered_not_lost():
 
 
 async def test_per_message_failures_from_processor_are_routed():
-    pub = Publisher()
+    pub = FakePublisher()
     h, _ = handler(Processor(), pub)
     report = await h.handle([rec(b"refuse", 1), rec(b"ok", 2)])
     assert report.dead_lettered == 1
@@ -126,7 +122,7 @@ async def test_per_message_failures_from_processor_are_routed():
 
 async def test_transient_batch_retried_in_process_then_sent_to_retry_topic():
     err = TransientError("lock timeout", reason="database_transient")
-    pub, proc = Publisher(), Processor([err, err, err])
+    pub, proc = FakePublisher(), Processor([err, err, err])
     h, slept = handler(proc, pub)
     before = time.time()
     report = await h.handle([rec(b"a", 1), rec(b"b", 2)])
@@ -142,7 +138,7 @@ async def test_transient_batch_retried_in_process_then_sent_to_retry_topic():
 
 
 async def test_transient_success_on_second_try_sends_nothing():
-    pub, proc = Publisher(), Processor([TransientError("blip"), None])
+    pub, proc = FakePublisher(), Processor([TransientError("blip"), None])
     h, _ = handler(proc, pub)
     report = await h.handle([rec(b"a")])
     assert report.processed == 1 and report.in_process_retries == 1 and pub.sent == []
@@ -150,7 +146,7 @@ async def test_transient_success_on_second_try_sends_nothing():
 
 async def test_retry_topic_attempts_exhausted_go_to_dlq():
     err = TransientError("still failing")
-    pub, proc = Publisher(), Processor([err] * 3)
+    pub, proc = FakePublisher(), Processor([err] * 3)
     h, _ = handler(proc, pub)
     headers = {
         d.H_ATTEMPT: str(POLICY.topic_attempts),
@@ -170,7 +166,7 @@ async def test_retry_topic_attempts_exhausted_go_to_dlq():
 
 async def test_retry_topic_attempt_counter_increments():
     err = TransientError("again")
-    pub, proc = Publisher(), Processor([err] * 3)
+    pub, proc = FakePublisher(), Processor([err] * 3)
     h, _ = handler(proc, pub)
     await h.handle([rec(b"a", topic="pdm.t.v1.retry", headers={d.H_ATTEMPT: "1"})])
     assert pub.sent[0].topic == "pdm.t.v1.retry" and pub.sent[0].headers[d.H_ATTEMPT] == "2"
@@ -178,7 +174,7 @@ async def test_retry_topic_attempt_counter_increments():
 
 async def test_dependency_unavailable_pauses_until_back_and_never_dead_letters():
     down = DependencyUnavailable("database unavailable")
-    pub, proc, pauses = Publisher(), Processor([down] * 7 + [None]), []
+    pub, proc, pauses = FakePublisher(), Processor([down] * 7 + [None]), []
     h, slept = handler(proc, pub, pauses)
     report = await h.handle([rec(b"a"), rec(b"b")])
     assert len(proc.calls) == 8 and report.pauses == 7
@@ -188,21 +184,21 @@ async def test_dependency_unavailable_pauses_until_back_and_never_dead_letters()
 
 
 async def test_unexpected_exception_is_treated_as_transient():
-    pub, proc = Publisher(), Processor([KeyError("bug")] * 3)
+    pub, proc = FakePublisher(), Processor([KeyError("bug")] * 3)
     h, _ = handler(proc, pub)
     report = await h.handle([rec(b"a")])
     assert report.retried == 1 and "KeyError" in pub.sent[0].headers[d.H_ERROR]
 
 
 async def test_failed_dlq_publish_is_retried_before_returning():
-    pub = Publisher(fail_times=3)
+    pub = FakePublisher(3)
     h, slept = handler(Processor(), pub)
     report = await h.handle([rec(b"bad")])
     assert report.dead_lettered == 1 and len(pub.sent) == 1 and len(slept) == 3
 
 
 async def test_oversized_value_is_truncated_in_dlq_with_original_size():
-    pub = Publisher()
+    pub = FakePublisher()
     h, _ = handler(Processor(), pub)
     await h.handle([rec(b"bad" + b"x" * 500)])
     [out] = pub.sent
@@ -211,7 +207,7 @@ async def test_oversized_value_is_truncated_in_dlq_with_original_size():
 
 
 async def test_not_before_is_waited_for():
-    pub = Publisher()
+    pub = FakePublisher()
     h, slept = handler(Processor(), pub)
     due = time.time() + 0.04
     await h.handle([rec(b"a", headers={d.H_NOT_BEFORE: f"{due:.3f}", d.H_ATTEMPT: "1"})])
@@ -230,3 +226,112 @@ def test_pause_step_is_capped_low_so_a_consumer_resumes_soon():
     policy = RetryPolicy(backoff_initial_s=1.0, backoff_max_s=60.0, pause_max_s=2.0)
     assert all(policy.pause_delay(n) <= 2.0 for n in range(1, 100))
     assert policy.pause_delay(1) >= 1.0  # still backs off: no hot loop against a dead server
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers processors share
+# --------------------------------------------------------------------------------------------
+
+
+class Ping(BaseModel):
+    n: int
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (b"{", "message: Invalid JSON: EOF while parsing an object at line 1 column 1"),
+        (b"[]", "message: Input should be an object"),
+        (b'{"n": "x"}', "n: Input should be a valid integer, unable to parse string as an integer"),
+        (b"{}", "n: Field required"),
+    ],
+)
+def test_decode_json_names_the_first_problem_as_a_permanent_error(value: bytes, error: str):
+    assert decode_json(rec(b'{"n": 3}'), Ping) == Ping(n=3)
+    with pytest.raises(PermanentError) as info:
+        decode_json(rec(value), Ping)
+    assert (str(info.value), info.value.reason) == (error, "invalid")
+    assert info.value.__cause__ is None  # the pydantic traceback is noise in the DLQ header
+
+
+async def test_a_message_decode_json_refuses_is_dead_lettered_with_the_reason():
+    class Decoding(Processor):
+        def decode(self, delivery: Delivery) -> bytes:
+            return str(decode_json(delivery, Ping).n).encode()
+
+    pub, proc = FakePublisher(), Decoding()
+    h, _ = handler(proc, pub)
+    report = await h.handle([rec(b'{"n": 1}', 1), rec(b'{"n": []}', 2)])
+    assert proc.calls == [[b"1"]] and report.dead_lettered == 1
+    [out] = pub.sent
+    assert out.topic == "pdm.t.v1.dlq" and out.headers[d.H_REASON] == "invalid"
+    assert out.headers[d.H_ERROR] == "n: Input should be a valid integer"
+
+
+def test_event_outgoing_is_the_event_json_keyed_with_its_type_and_carried_headers():
+    event = AssetCommandResult(source="ingest", status="deleted")
+    carried = {"correlation_id": "c1", "traceparent": "00-a-b-01"}
+    out = event_outgoing("pdm.t.v1", event, "pump-1", carried)
+    assert (out.topic, out.key, out.value) == ("pdm.t.v1", b"pump-1", event.to_json())
+    assert out.headers == {
+        "content-type": "application/json",
+        "event_type": "asset.command_result",
+        "correlation_id": "c1",
+        "traceparent": "00-a-b-01",
+    }
+    assert list(out.headers)[:2] == ["content-type", "event_type"]
+    assert event_outgoing("t", event, b"k").key == b"k"
+    assert event_outgoing("t", event, None).key is None
+    assert carried == {"correlation_id": "c1", "traceparent": "00-a-b-01"}  # not modified
+
+
+def test_event_outgoing_of_a_plain_model_has_no_event_type():
+    request = PredictionRequest(asset_id="m-1", asset_type="milling")
+    out = event_outgoing("pdm.t.v1", request, request.asset_id)
+    assert out.value == request.model_dump_json().encode() and out.key == b"m-1"
+    assert out.headers == {"content-type": "application/json"}
+
+
+def test_trace_context_is_what_an_event_derived_from_a_message_carries_on():
+    headers = {"traceparent": "00-a-b-01", "tracestate": "x=1", "correlation_id": "c", "k": "v"}
+    assert rec(b"", headers=headers).trace_context() == {
+        "traceparent": "00-a-b-01",
+        "tracestate": "x=1",
+    }
+    assert rec(b"").trace_context() == {}
+
+
+async def test_publish_or_pause_publishes_all_or_raises_dependency_unavailable():
+    messages = [d.Outgoing("pdm.t.v1", b"1"), d.Outgoing("pdm.t.v1", b"2")]
+    pub = FakePublisher()
+    await publish_or_pause(pub, messages, "things")
+    assert pub.sent == messages
+    await publish_or_pause(pub, [], "things")
+    assert pub.calls == 1  # nothing to publish: no call
+    down = FakePublisher.down(ConnectionError("no leader"))
+    with pytest.raises(DependencyUnavailable) as info:
+        await publish_or_pause(down, messages, "things")
+    assert str(info.value) == "cannot publish things: ConnectionError('no leader')"
+    assert isinstance(info.value.__cause__, ConnectionError) and down.sent == []
+
+
+async def test_a_batch_whose_events_cannot_be_published_pauses_until_the_broker_is_back():
+    class Announcing(Processor):
+        def __init__(self, downstream: FakePublisher) -> None:
+            super().__init__()
+            self.downstream = downstream
+
+        async def process(self, items: Sequence[tuple[Delivery, bytes]]) -> list[Failure]:
+            self.calls.append([v for _, v in items])
+            events = [d.Outgoing("pdm.out.v1", v) for _, v in items]
+            await publish_or_pause(self.downstream, events, "announcements")
+            return []
+
+    downstream, pauses = FakePublisher(2), []
+    proc = Announcing(downstream)
+    h, _ = handler(proc, FakePublisher(), pauses)
+    report = await h.handle([rec(b"a"), rec(b"b")])
+    assert report.pauses == 2 and report.processed == 2
+    assert report.dead_lettered == report.retried == 0
+    assert len(proc.calls) == 3 and pauses == [True, True, False]
+    assert [m.value for m in downstream.on("pdm.out.v1")] == [b"a", b"b"]

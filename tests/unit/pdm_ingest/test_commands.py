@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
-from pdm_common.delivery import (
-    Delivery,
-    Outgoing,
-    ReliableBatchHandler,
-    RetryPolicy,
-)
+from pdm_common.delivery import Delivery, ReliableBatchHandler
 from pdm_common.events import AssetCommand, AssetCommandResult, AssetRecord
 from pdm_common.request_reply import reply_headers, reply_outgoing, reply_to
+from pdm_ingest import SERVICE
 from pdm_ingest.commands import (
     Malformed,
     Outcome,
@@ -31,6 +26,8 @@ from pdm_ingest.commands import (
 )
 from pdm_ingest.handlers import AssetCommandsProcessor
 from pdm_ingest.storage import ASSET_CACHE_MAX_AGE_S, ReadingStore
+from tests import factories
+from tests.factories import TIMESTAMP_MS, FakePublisher
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 TOPIC = "pdm.asset.commands.v1"
@@ -125,36 +122,37 @@ def test_metadata_is_bounded_by_its_encoded_size() -> None:
 def test_a_command_without_an_id_gets_one_from_where_it_was_published() -> None:
     processor = AssetCommandsProcessor(None, None)
     raw = b'{"action": "delete", "asset_id": "pump-1", "actor": "a"}'
-    first = processor.decode(Delivery(TOPIC, 2, 41, b"pump-1", raw, {}, 0))
-    again = processor.decode(Delivery(TOPIC, 2, 41, b"pump-1", raw, {}, 0))
+    first = processor.decode(
+        factories.delivery(raw, topic=TOPIC, partition=2, offset=41, key="pump-1")
+    )
+    again = processor.decode(
+        factories.delivery(raw, topic=TOPIC, partition=2, offset=41, key="pump-1")
+    )
     retried = processor.decode(
-        Delivery(
-            f"{TOPIC}.retry",
-            0,
-            7,
-            b"pump-1",
+        factories.delivery(
             raw,
-            {
+            topic=f"{TOPIC}.retry",
+            offset=7,
+            key="pump-1",
+            headers={
                 "pdm-original-topic": TOPIC,
                 "pdm-original-partition": "2",
                 "pdm-original-offset": "41",
             },
-            0,
         )
     )
-    other = processor.decode(Delivery(TOPIC, 2, 42, b"pump-1", raw, {}, 0))
+    other = processor.decode(
+        factories.delivery(raw, topic=TOPIC, partition=2, offset=42, key="pump-1")
+    )
     assert isinstance(first, AssetCommand) and isinstance(other, AssetCommand)
     assert first == again == retried and other.command_id != first.command_id
     explicit = str(uuid.uuid4())
     named = processor.decode(
-        Delivery(
-            TOPIC,
-            2,
-            41,
-            None,
+        factories.delivery(
             raw.replace(b"{", b'{"command_id": "%s", ' % explicit.encode()),
-            {},
-            0,
+            topic=TOPIC,
+            partition=2,
+            offset=41,
         )
     )
     assert isinstance(named, AssetCommand) and str(named.command_id) == explicit
@@ -295,7 +293,7 @@ def test_the_known_asset_cache_restarts_periodically() -> None:
 
 def test_reply_helpers() -> None:
     headers = {"reply_to": "pdm.replies.x", "correlation_id": "c1", "traceparent": "00-a-b-01"}
-    d = Delivery(TOPIC, 0, 7, b"pump-1", b"{}", headers, 0)
+    d = factories.delivery(b"{}", topic=TOPIC, offset=7, key="pump-1", headers=headers)
     assert reply_to(d) == "pdm.replies.x"
     assert reply_headers(d, "asset.command_result") == {
         "content-type": "application/json",
@@ -311,7 +309,7 @@ def test_reply_helpers() -> None:
         event.to_json(),
     )
     assert reply_outgoing(d, event, key=b"k2").key == b"k2"
-    nobody = Delivery(TOPIC, 0, 7, None, b"{}", {"reply_to": ""}, 0)
+    nobody = factories.delivery(b"{}", topic=TOPIC, offset=7, headers={"reply_to": ""})
     assert reply_to(nobody) is None and reply_outgoing(nobody, event) is None
 
 
@@ -355,48 +353,34 @@ class FakeStore:
         return done(step, self.rows[c.asset_id])
 
 
-class Publisher:
-    def __init__(self, fail: bool = False) -> None:
-        self.sent: list[Outgoing] = []
-        self.fail = fail
-
-    async def publish_many(self, messages: Sequence[Outgoing]) -> None:
-        if self.fail:
-            raise ConnectionError("reply topic gone")
-        self.sent += messages
-
-
 def delivery(body: bytes | dict, offset: int, reply: str | None = "pdm.replies.t") -> Delivery:
-    value = body if isinstance(body, bytes) else json.dumps(body).encode()
+    """A command as the processor receives it; answered on `reply` with correlation id c<offset>."""
     headers = {"reply_to": reply, "correlation_id": f"c{offset}"} if reply else {}
-    return Delivery(TOPIC, 0, offset, b"pump-1", value, headers, 1_700_000_000_000)
+    return factories.delivery(
+        body, topic=TOPIC, offset=offset, key="pump-1", headers=headers, timestamp_ms=TIMESTAMP_MS
+    )
 
 
 def body(c: AssetCommand) -> dict:
     return json.loads(c.model_dump_json(exclude_none=True))
 
 
-def replies(publisher: Publisher) -> dict[str, AssetCommandResult]:
+def replies(publisher: FakePublisher) -> dict[str, AssetCommandResult]:
     """Replies (the broker publisher also carries DLQ letters) by correlation id."""
     return {
         o.headers["correlation_id"]: AssetCommandResult.model_validate_json(o.value)
-        for o in publisher.sent
-        if o.topic == "pdm.replies.t"
+        for o in publisher.on("pdm.replies.t")
     }
 
 
-def reliable(processor: AssetCommandsProcessor, publisher: Publisher) -> ReliableBatchHandler:
-    async def no_sleep(_: float) -> None:
-        return None
-
-    policy = RetryPolicy(backoff_initial_s=0.001, backoff_max_s=0.01, pause_max_s=0.01)
-    return ReliableBatchHandler(
-        processor, publisher, service="ingest", policy=policy, sleep=no_sleep
-    )
+def reliable(
+    processor: AssetCommandsProcessor, publisher: FakePublisher
+) -> ReliableBatchHandler[AssetCommand | Malformed]:
+    return factories.reliable(processor, publisher, service=SERVICE)
 
 
 async def test_a_batch_of_commands_is_applied_in_order_and_answered() -> None:
-    store, publisher = FakeStore(), Publisher()
+    store, publisher = FakeStore(), FakePublisher()
     handler = reliable(AssetCommandsProcessor(store, publisher), publisher)
     create = command("create", asset_type="pump", site="plant-1")
     batch = [
@@ -434,7 +418,7 @@ async def test_a_batch_of_commands_is_applied_in_order_and_answered() -> None:
 
 
 async def test_after_an_outage_mid_batch_applied_commands_are_answered_not_reapplied() -> None:
-    store, publisher = FakeStore(), Publisher()
+    store, publisher = FakeStore(), FakePublisher()
     processor = AssetCommandsProcessor(store, publisher)
     handler = reliable(processor, publisher)
     create, delete = command("create"), command("delete")
@@ -456,7 +440,7 @@ async def test_after_an_outage_mid_batch_applied_commands_are_answered_not_reapp
 
 
 async def test_a_command_the_database_refuses_is_answered_invalid_and_dead_lettered() -> None:
-    store, publisher = FakeStore(), Publisher()
+    store, publisher = FakeStore(), FakePublisher()
     handler = reliable(AssetCommandsProcessor(store, publisher), publisher)
     bad, good = command("create", "p-0", display_name="a\x00b"), command("create", "p-1")
     store.fail[bad.command_id] = psycopg.errors.UntranslatableCharacter("NUL not allowed")
@@ -474,6 +458,8 @@ async def test_a_command_the_database_refuses_is_answered_invalid_and_dead_lette
 
 async def test_an_undeliverable_reply_does_not_fail_the_batch() -> None:
     store = FakeStore()
-    processor = AssetCommandsProcessor(store, Publisher(fail=True))
+    processor = AssetCommandsProcessor(
+        store, FakePublisher.down(ConnectionError("reply topic gone"))
+    )
     failures = await processor.process([(delivery(b"{}", 0), command("create"))])
     assert failures == [] and "pump-1" in store.rows

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pdm_common.delivery import Delivery
 from pdm_common.events import ReadingsValidated
 from pdm_ingest.handlers import validated_events
 from pdm_ingest.validation import InvalidReading, Limits, validate_message
+from tests.factories import delivery as make_delivery
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 LIMITS = Limits(
@@ -113,8 +113,8 @@ def test_validated_events_group_by_asset_in_time_order_and_chunk():
         NOW,
         LIMITS,
     )
-    delivery = Delivery(
-        "pdm.readings.v1", 0, 5, None, b"", {"traceparent": "00-ab-cd-01", "x": "y"}, 0
+    delivery = make_delivery(
+        topic="pdm.readings.v1", offset=5, headers={"traceparent": "00-ab-cd-01", "x": "y"}
     )
     events = validated_events([(delivery, snaps)], chunk=2)
     keys = [e.key for e in events]

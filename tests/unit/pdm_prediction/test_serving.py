@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiokafka.structs import ConsumerRecord
 
 from pdm_common.delivery import Delivery
 from pdm_common.events import PredictionError, PredictionRequest
@@ -25,6 +26,8 @@ from pdm_prediction.serving import (
     route,
 )
 from pdm_prediction.settings import PredictionSettings
+from tests import factories
+from tests.factories import FakePublisher, alarm_event, consumer_record, prediction
 
 
 def test_routing_by_asset_type() -> None:
@@ -87,7 +90,7 @@ def test_error_reply_shape_and_headers() -> None:
     assert data["event_type"] == "prediction.error" and data["code"] == "unknown_asset_type"
     assert data["request_id"] == str(request.request_id) and data["missing"] == ["x"]
     assert PredictionError.model_validate(data).asset_type == "pump"
-    d = Delivery("t", 0, 0, None, b"", {"correlation_id": "c1", "reply_to": "r", "x": "y"}, 0)
+    d = factories.delivery(topic="t", headers={"correlation_id": "c1", "reply_to": "r", "x": "y"})
     assert reply_headers(d, "prediction.error") == {
         "content-type": "application/json",
         "event_type": "prediction.error",
@@ -97,11 +100,9 @@ def test_error_reply_shape_and_headers() -> None:
 
 def test_malformed_request_decodes_to_malformed_not_an_exception() -> None:
     proc = RequestsProcessor(None, None, None, PredictionSettings())  # type: ignore[arg-type]
-    bad = Delivery("t", 0, 0, None, b'{"asset_id": 3}', {}, 0)
+    bad = factories.delivery(b'{"asset_id": 3}', topic="t")
     assert isinstance(proc.decode(bad), Malformed)
-    good = Delivery(
-        "t", 0, 0, None, json.dumps({"asset_id": "m-1", "asset_type": "milling"}).encode(), {}, 0
-    )
+    good = factories.delivery({"asset_id": "m-1", "asset_type": "milling"}, topic="t")
     decoded = proc.decode(good)
     assert isinstance(decoded, PredictionRequest) and isinstance(decoded.request_id, uuid.UUID)
 
@@ -252,7 +253,7 @@ def test_a_batch_request_is_told_apart_from_a_single_one_and_bounded() -> None:
 
 
 def test_batch_replies_are_split_into_numbered_parts_in_request_order() -> None:
-    from pdm_common.events import Prediction, PredictionBatchRequest
+    from pdm_common.events import PredictionBatchRequest
     from pdm_prediction.handlers import batch_replies
 
     requests = [PredictionRequest(asset_id=f"m-{i}", asset_type="milling") for i in range(5)]
@@ -262,17 +263,7 @@ def test_batch_replies_are_split_into_numbered_parts_in_request_order() -> None:
         if i == 2:
             outcomes.append(error_event(r, ServingError("missing_sensors", "no torque")))
         else:
-            outcomes.append(
-                Prediction(
-                    source="t",
-                    asset_id=r.asset_id,
-                    asset_type="milling",
-                    request_id=r.request_id,
-                    health_score=50.0,
-                    health_formula="f",
-                    confidence=1.0,
-                )
-            )
+            outcomes.append(prediction(r, health_score=50.0))
     parts = batch_replies(batch, outcomes, part_size=2)
     assert [(p.part, p.parts, p.requests) for p in parts] == [(1, 3, 5), (2, 3, 5), (3, 3, 5)]
     assert [p.asset_id for p in parts[0].predictions] == ["m-0", "m-1"]
@@ -282,33 +273,15 @@ def test_batch_replies_are_split_into_numbered_parts_in_request_order() -> None:
 
 
 def test_alarms_become_one_request_per_asset_with_a_stable_id() -> None:
-    from pdm_common.events import AlarmEvent
     from pdm_prediction.handlers import alarm_requests
 
-    now = datetime.now(UTC)
-
-    def alarm(asset: str, kind: str, asset_type: str | None = "milling") -> AlarmEvent:
-        return AlarmEvent(
-            source="anomaly",
-            event_type=kind,  # type: ignore[arg-type]
-            alarm_id=uuid.uuid4(),
-            asset_id=asset,
-            asset_type=asset_type,
-            condition="torque:level",
-            severity="major",
-            detector="univariate",
-            score=1.0,
-            threshold=0.5,
-            opened_at=now,
-        )
-
     events = [
-        alarm("m-1", "alarm.opened"),
-        alarm("m-1", "alarm.escalated"),
-        alarm("m-2", "alarm.cleared"),
-        alarm("m-3", "alarm.acknowledged"),
-        alarm("p-1", "alarm.opened", "conveyor"),  # no model serves conveyors
-        alarm("x-1", "alarm.opened", None),
+        alarm_event("m-1", "alarm.opened"),
+        alarm_event("m-1", "alarm.escalated"),
+        alarm_event("m-2", "alarm.cleared"),
+        alarm_event("m-3", "alarm.acknowledged"),
+        alarm_event("p-1", "alarm.opened", "conveyor"),  # no model serves conveyors
+        alarm_event("x-1", "alarm.opened", None),
     ]
     requests = alarm_requests(events, DEFAULT_ROUTES)
     assert [(r.asset_id, r.trigger) for r in requests] == [("m-1", "alarm")]
@@ -316,9 +289,29 @@ def test_alarms_become_one_request_per_asset_with_a_stable_id() -> None:
     assert requests[0].request_id != alarm_requests(events[:1], DEFAULT_ROUTES)[0].request_id
 
 
+async def test_alarms_processor_queues_requests_and_pauses_while_the_broker_is_down() -> None:
+    from pdm_common.delivery import DependencyUnavailable, PermanentError
+    from pdm_prediction.handlers import AlarmsProcessor
+
+    publisher = FakePublisher()
+    proc = AlarmsProcessor(publisher, PredictionSettings())
+    events = [alarm_event("m-1"), alarm_event("m-2", "alarm.cleared")]
+    decoded = [(d, proc.decode(d)) for d in (factories.delivery(e) for e in events)]
+    assert [e for _, e in decoded] == events
+    assert await proc.process(decoded) == []
+    [queued] = publisher.on("pdm.prediction.requests.v1")
+    request = PredictionRequest.model_validate_json(queued.value)
+    assert (request.asset_id, request.trigger, queued.key) == ("m-1", "alarm", b"m-1")
+    assert queued.headers == {"content-type": "application/json"}
+    with pytest.raises(PermanentError) as info:
+        proc.decode(factories.delivery({"asset_id": "m-1"}))
+    assert info.value.reason == "invalid"
+    down = AlarmsProcessor(FakePublisher.down(), PredictionSettings())
+    with pytest.raises(DependencyUnavailable):
+        await down.process(decoded)
+
+
 async def test_processor_answers_batches_skips_periodic_errors_and_dead_letters_the_unanswerable():
-    from pdm_common.delivery import Outgoing
-    from pdm_common.events import Prediction
     from pdm_prediction.handlers import RequestsProcessor
 
     class Predictor:
@@ -326,16 +319,7 @@ async def test_processor_answers_batches_skips_periodic_errors_and_dead_letters_
             return [
                 ServingError("missing_sensors", "no data", ["torque"])
                 if r.asset_id.startswith("b")
-                else Prediction(
-                    source="t",
-                    asset_id=r.asset_id,
-                    asset_type=r.asset_type,
-                    request_id=r.request_id,
-                    trigger=r.trigger,
-                    health_score=90.0,
-                    health_formula="f",
-                    confidence=1.0,
-                )
+                else prediction(r)
                 for r in requests
             ]
 
@@ -346,19 +330,11 @@ async def test_processor_answers_batches_skips_periodic_errors_and_dead_letters_
         async def record(self, predictions):
             self.recorded += predictions
 
-    class Publisher:
-        def __init__(self) -> None:
-            self.sent: list[Outgoing] = []
-
-        async def publish_many(self, messages):
-            self.sent += messages
-
     def delivery(offset: int, body: dict | bytes, reply_to: str | None = "replies") -> Delivery:
-        value = body if isinstance(body, bytes) else json.dumps(body).encode()
         headers = {"correlation_id": f"c{offset}"} | ({"reply_to": reply_to} if reply_to else {})
-        return Delivery("req", 0, offset, None, value, headers, 0)
+        return factories.delivery(body, topic="req", offset=offset, headers=headers)
 
-    store, publisher = Store(), Publisher()
+    store, publisher = Store(), FakePublisher()
     proc = RequestsProcessor(store, publisher, Predictor(), PredictionSettings(reply_part_size=2))  # type: ignore[arg-type]
     m = {"asset_type": "milling"}
     deliveries = [
@@ -376,13 +352,9 @@ async def test_processor_answers_batches_skips_periodic_errors_and_dead_letters_
         (5, "invalid"),
     ]
     assert sorted(p.asset_id for p in store.recorded) == ["m-0", "m-1", "m-1", "m-3"]
-    events = [o for o in publisher.sent if o.topic == "pdm.predictions.v1"]
+    events = publisher.on("pdm.predictions.v1")
     assert len(events) == 4
-    replies = [
-        (o.headers["correlation_id"], json.loads(o.value))
-        for o in publisher.sent
-        if o.topic == "replies"
-    ]
+    replies = [(o.headers["correlation_id"], json.loads(o.value)) for o in publisher.on("replies")]
     by_cid: dict[str, list] = {}
     for cid, body in replies:
         by_cid.setdefault(cid, []).append(body)
@@ -395,8 +367,6 @@ async def test_processor_answers_batches_skips_periodic_errors_and_dead_letters_
 
 
 async def test_reply_client_waits_for_every_part_and_ignores_strangers() -> None:
-    from types import SimpleNamespace
-
     from pdm_common.request_reply import ReplyClient, _Pending
 
     client = ReplyClient("unused:9092")
@@ -404,10 +374,8 @@ async def test_reply_client_waits_for_every_part_and_ignores_strangers() -> None
     single, batch = _Pending(loop.create_future()), _Pending(loop.create_future())
     client._pending |= {"a": single, "b": batch}
 
-    def record(cid: str, body: dict) -> SimpleNamespace:
-        return SimpleNamespace(
-            headers=[("correlation_id", cid.encode())], value=json.dumps(body).encode()
-        )
+    def record(cid: str, body: dict) -> ConsumerRecord[bytes, bytes]:
+        return consumer_record(body, topic=client.topic, headers={"correlation_id": cid})
 
     client._receive(record("zzz", {"parts": 1}), 1.0)  # nobody waits for it
     client._receive(record("b", {"part": 2, "parts": 3}), 1.0)

@@ -3,7 +3,6 @@ survive a restart with the same times, refusals stay refusals, ground truth is n
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,6 +14,8 @@ from pdm_simulator.commands import command_time, truth_event
 from pdm_simulator.handlers import CommandsProcessor
 from pdm_simulator.restore import caught_up, replay_commands, replay_order
 from pdm_simulator.runner import FleetRunner, tick_messages
+from tests import factories
+from tests.factories import FakePublisher
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 MS0 = int(T0.timestamp() * 1000)
@@ -28,9 +29,14 @@ def fleet() -> Fleet:
 def record(
     command: dict | bytes, at: datetime | None, partition: int = 0, offset: int = 0
 ) -> Delivery:
-    value = command if isinstance(command, bytes) else json.dumps(command).encode()
     ms = -1 if at is None else round((at - T0).total_seconds() * 1000) + MS0
-    return Delivery("pdm.simulator.commands.v1", partition, offset, None, value, {}, ms)
+    return factories.delivery(
+        command,
+        topic="pdm.simulator.commands.v1",
+        partition=partition,
+        offset=offset,
+        timestamp_ms=ms,
+    )
 
 
 def cid(n: int) -> str:
@@ -57,9 +63,9 @@ def announced(fleet_: Fleet, now: datetime) -> list[GroundTruthEvent]:
     ]
 
 
-class _NoPublisher:
-    async def publish_many(self, messages) -> None:  # pragma: no cover - never called
-        raise AssertionError("the processor does not publish")
+def no_publisher() -> FakePublisher:
+    """The processor does not publish: any attempt fails the test."""
+    return FakePublisher.down(AssertionError("the processor does not publish"))
 
 
 def test_a_command_takes_effect_at_its_record_timestamp_to_the_millisecond() -> None:
@@ -70,7 +76,7 @@ def test_a_command_takes_effect_at_its_record_timestamp_to_the_millisecond() -> 
 
 async def test_an_injected_failure_survives_a_restart_with_its_times_and_its_degradation():
     live = fleet()
-    processor = CommandsProcessor(FleetRunner(live, _NoPublisher(), 1.0))
+    processor = CommandsProcessor(FleetRunner(live, no_publisher(), 1.0))
     injected_at = T0 + timedelta(milliseconds=250)
     records = [record(inject(ramp_s=600), injected_at)]
     decoded = [(r, processor.decode(r)) for r in records]
@@ -206,7 +212,7 @@ async def test_the_consumer_skips_what_the_restore_applied_and_applies_what_came
     f = fleet()
     records = [record(inject(ramp_s=600), T0)]
     restored = replay_commands(f, records, [], now=T0)
-    processor = CommandsProcessor(FleetRunner(f, _NoPublisher(), 1.0), restored.seen)
+    processor = CommandsProcessor(FleetRunner(f, no_publisher(), 1.0), restored.seen)
     newer = record(
         inject("pump-001", "seal_leak", command_id=cid(3)), T0 + timedelta(seconds=5), 1, 0
     )

@@ -50,6 +50,15 @@ def test_a_tick_is_one_snapshot_per_machine_then_the_ground_truth() -> None:
     assert tick_messages(f, T0 + timedelta(seconds=62))[-1].topic == "pdm.readings.v1"  # once
 
 
+def test_messages_carry_the_content_type_and_no_event_type_header() -> None:
+    """As a gateway's: the gateway's live stream shows truth without an event type."""
+    f = fleet()
+    apply_command(f, SimulatorCommand(action="inject", asset_id="pump-001", mode="seal_leak"), T0)
+    messages = tick_messages(f, T0)
+    assert {m.topic for m in messages} == {"pdm.readings.v1", "pdm.simulator.truth.v1"}
+    assert all(m.headers == {"content-type": "application/json"} for m in messages)
+
+
 def test_commands_change_scenario_rate_and_repair() -> None:
     f = fleet()
     assert apply_command(f, SimulatorCommand(action="rate", rate_hz=5), T0) == 5
