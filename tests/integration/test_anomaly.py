@@ -276,3 +276,60 @@ async def test_multivariate_champion_is_served_and_reloaded_when_its_alias_moves
     )
     wait_for(lambda: multivariate_alarm("mv-2"), 60, "multivariate alarm (v2)", (anomaly,))
     assert multivariate_alarm("mv-2") == {"model_name": name, "model_version": "2"}
+
+
+async def test_an_announced_change_of_operating_point_is_learned_not_alarmed(
+    kafka, db_url, start_service
+):
+    """`pdm.asset.context.v1` through the real service: the same step in flow alarms on the
+    pump nobody announced, and not on the pump whose operating point was announced to change;
+    a malformed context event is dead-lettered."""
+    anomaly = start_service("anomaly")
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    rng = random.Random(7)
+
+    def validated(asset: str, start: int, n: int, level: float) -> dict:
+        return {
+            "event_type": "readings.validated",
+            "source": "test",
+            "asset_id": asset,
+            "asset_type": "pump",
+            "snapshots": [
+                {
+                    "ts": (t0 + (start + i) * STEP).isoformat(),
+                    "readings": {"flow": level + rng.gauss(0, 1.5)},
+                }
+                for i in range(n)
+            ],
+        }
+
+    assets = ("pump-announced", "pump-unannounced")
+    await publish(
+        kafka, [validated(a, 0, 700, 116.0) for a in assets], topic="pdm.readings.validated.v1"
+    )
+    wait_for(lambda: "assets warmed up" in anomaly.tail(200), 60, "warm-up", (anomaly,))
+    context = {
+        "event_type": "asset.context_changed",
+        "source": "test",
+        "asset_id": "pump-announced",
+        "reason": "operating_point",
+        "detail": "high_load",
+        "at": (t0 + 700 * STEP).isoformat(),
+    }
+    await publish(
+        kafka, [context, b"{not json", {**context, "reason": "whim"}], topic="pdm.asset.context.v1"
+    )
+    wait_for(lambda: "detectors re-learn" in anomaly.tail(200), 60, "context applied", (anomaly,))
+    await publish(
+        kafka, [validated(a, 700, 300, 146.0) for a in assets], topic="pdm.readings.validated.v1"
+    )
+    wait_for(
+        lambda: any(a["asset_id"] == "pump-unannounced" for a in alarms(db_url)),
+        60,
+        "the unannounced step alarms",
+        (anomaly,),
+    )
+    time.sleep(3)
+    assert [a for a in alarms(db_url) if a["asset_id"] == "pump-announced"] == []
+    bad = await list_dead_letters(kafka, "pdm.asset.context.v1", idle_ms=800)
+    assert sorted(x.reason for x in bad) == ["invalid", "invalid"]

@@ -21,6 +21,7 @@ from pdm_common.events import (
     AlarmEvent,
     AssetCommand,
     AssetCommandResult,
+    AssetContextChanged,
     GatewayMessage,
     GroundTruth,
     ModelAliasMoved,
@@ -58,6 +59,13 @@ CONTRACT: dict[str, tuple[Any, str]] = {
         "(created, updated, deleted, not_found, conflict or invalid), goes to the `reply_to` "
         "header topic with the same `correlation_id`; a malformed command also goes to the "
         ".dlq companion. Key: asset id.",
+    ),
+    topics.ASSET_CONTEXT: (
+        AssetContextChanged,
+        "An asset's operating context changed on purpose (operating point, start-up, repair, "
+        "maintenance) at `at`: the anomaly service re-learns the normal of its sensors that "
+        "follow the context instead of alarming on it. Published by the simulator and by any "
+        "client. Key: asset id.",
     ),
     topics.ANOMALIES: (
         AlarmEvent,

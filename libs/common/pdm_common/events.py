@@ -339,6 +339,24 @@ class GroundTruth(Envelope):
     cleared_at: AwareDatetime | None = None
 
 
+class AssetContextChanged(Envelope):
+    """On `pdm.asset.context.v1` (key: asset id): the operating context of an asset changed on
+    purpose at `at` (a new operating point, a start-up, a repair or maintenance), so the readings
+    from then on are a new normal that detectors re-learn instead of alarming on.
+
+    Published by the simulator for its scenario changes and repairs; by any client for a real
+    plant (a control system announcing a set-point change, a work order completed).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_type: Literal["asset.context_changed"] = "asset.context_changed"
+    asset_id: AssetId
+    reason: Literal["operating_point", "start_up", "repair", "maintenance"]
+    detail: str | None = Field(None, max_length=200, description="e.g. the scenario name.")
+    at: AwareDatetime = Field(description="When the change took effect (event time).")
+
+
 class ModelAliasMoved(Envelope):
     """On `pdm.models.v1` (key: model name): a registry alias now points at another version.
 

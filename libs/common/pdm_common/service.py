@@ -187,18 +187,25 @@ class ServiceKit:
         )
 
     def follow_model_events(self, processor: BatchProcessor[Any], group_prefix: str) -> None:
-        """Subscribe to `pdm.models.v1` so that *every* process hears every alias move: a
-        consumer group of its own per process (host + pid), read from the start."""
+        """Every process hears every alias move on `pdm.models.v1`."""
+        self.broadcast(topics.MODELS, processor, f"{group_prefix}.models")
+
+    def broadcast(
+        self, topic: str, processor: BatchProcessor[Any], group_prefix: str, max_records: int = 100
+    ) -> None:
+        """Subscribe so that *every* process of the service hears every event of `topic` (not
+        one consumer of a group): a consumer group of its own per process (host + pid), read
+        from the start, so the processor must tolerate old events."""
         from pdm_common.broker import subscribe_reliably
 
         instance = f"{socket.gethostname()}-{os.getpid()}"
         subscribe_reliably(
             self.broker,
-            topics.MODELS,
+            topic,
             self.reliable(processor),
-            group_id=f"{group_prefix}.models.{instance}",
+            group_id=f"{group_prefix}.{instance}",
             settings=self.common,
-            max_records=100,
+            max_records=max_records,
         )
 
     async def start(self) -> AsyncConnectionPool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 READINGS = "pdm.readings.v1"
 READINGS_VALIDATED = "pdm.readings.validated.v1"
 ASSET_COMMANDS = "pdm.asset.commands.v1"
+ASSET_CONTEXT = "pdm.asset.context.v1"
 ANOMALIES = "pdm.anomalies.v1"
 ANOMALY_COMMANDS = "pdm.anomaly.commands.v1"
 MODELS = "pdm.models.v1"
@@ -29,6 +30,7 @@ CONSUMED = (
     READINGS,
     READINGS_VALIDATED,
     ASSET_COMMANDS,
+    ASSET_CONTEXT,
     ANOMALIES,
     ANOMALY_COMMANDS,
     MODELS,

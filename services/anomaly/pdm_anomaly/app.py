@@ -12,7 +12,12 @@ from faststream.asgi import AsgiFastStream
 
 from pdm_anomaly import SERVICE
 from pdm_anomaly.alarms import AlarmBook, AlarmPolicy
-from pdm_anomaly.handlers import CommandsProcessor, EventPublisher, ReadingsProcessor
+from pdm_anomaly.handlers import (
+    CommandsProcessor,
+    ContextProcessor,
+    EventPublisher,
+    ReadingsProcessor,
+)
 from pdm_anomaly.models import SnapshotModels, detector_factory
 from pdm_anomaly.settings import AnomalySettings
 from pdm_anomaly.storage import AlarmStore
@@ -21,6 +26,7 @@ from pdm_common.broker import subscribe_reliably
 from pdm_common.service import BackgroundTask, ServiceKit
 from pdm_common.settings import CommonSettings
 from pdm_ml.detectors.limits import load_limits
+from pdm_ml.detectors.semantics import load_catalog
 
 log = structlog.get_logger(__name__)
 
@@ -48,11 +54,12 @@ def create_app(
     store = AlarmStore()
     events = EventPublisher(store, kit.publisher)
     models = SnapshotModels(common.mlflow_tracking_uri, enabled=settings.multivariate)
+    catalog = load_catalog(settings.sensors_file)
     readings = ReadingsProcessor(
         store,
         events,
         AlarmBook(AlarmPolicy(timedelta(seconds=settings.clear_after_s), settings.open_after)),
-        make_detector=detector_factory(),
+        detectors=detector_factory(catalog),
         limits=load_limits(settings.limits_file),
         models=models.get,
         warmup_readings=settings.warmup_readings,
@@ -78,6 +85,9 @@ def create_app(
         max_records=500,
     )
     kit.follow_model_events(models.processor(), settings.group_id)
+    kit.broadcast(
+        topics.ASSET_CONTEXT, ContextProcessor(readings, catalog), f"{settings.group_id}.context"
+    )
     outbox = BackgroundTask("alarm-outbox", lambda: _flush_outbox(events))
 
     async def start() -> None:

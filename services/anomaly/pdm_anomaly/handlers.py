@@ -16,7 +16,9 @@ import structlog
 
 from pdm_anomaly import SERVICE
 from pdm_anomaly.alarms import AlarmBook, AlarmChange
-from pdm_anomaly.state import AssetState, SnapshotModel, StreamingDetector, evaluate, warm_up
+from pdm_anomaly.context import rebaseline
+from pdm_anomaly.models import DetectorFactory
+from pdm_anomaly.state import AssetState, SnapshotModel, evaluate, warm_up
 from pdm_anomaly.storage import AlarmStore, UnknownAlarm
 from pdm_common import topics
 from pdm_common.db.pool import db_call
@@ -30,9 +32,10 @@ from pdm_common.delivery import (
     event_outgoing,
     publish_or_pause,
 )
-from pdm_common.events import AlarmCommand, AlarmEvent, ReadingsValidated
+from pdm_common.events import AlarmCommand, AlarmEvent, AssetContextChanged, ReadingsValidated
 from pdm_common.telemetry import metrics
 from pdm_ml.detectors.limits import Limit
+from pdm_ml.detectors.semantics import SensorCatalog
 
 log = structlog.get_logger(__name__)
 R = TypeVar("R")
@@ -81,7 +84,7 @@ class ReadingsProcessor:
         events: EventPublisher,
         book: AlarmBook,
         *,
-        make_detector: Callable[[str], StreamingDetector],
+        detectors: DetectorFactory,
         limits: Mapping[str, Mapping[str, Limit]],
         models: Callable[[str | None], SnapshotModel | None] = lambda _t: None,
         warmup_readings: int = 1024,
@@ -90,7 +93,7 @@ class ReadingsProcessor:
         self.store = store
         self.events = events
         self.book = book
-        self.make_detector = make_detector
+        self.detectors = detectors
         self.limits = limits
         self.models = models
         self.warmup_readings = warmup_readings
@@ -117,7 +120,7 @@ class ReadingsProcessor:
                     state,
                     ts,
                     snap.readings,
-                    make_detector=self.make_detector,
+                    make_detector=self.detectors(state.asset_type),
                     limits=limits,
                     model=model,
                 ):
@@ -140,10 +143,12 @@ class ReadingsProcessor:
         up from their stored readings before their first new one is scored."""
         first: dict[tuple[str, str], datetime] = {}
         new_assets: set[str] = set()
+        asset_types: dict[str, str | None] = {}
         for _, event in items:
             if event.asset_id in self.assets:
                 continue
             new_assets.add(event.asset_id)
+            asset_types[event.asset_id] = asset_types.get(event.asset_id) or event.asset_type
             for snap in event.snapshots:
                 for sensor in snap.readings:
                     key = (event.asset_id, sensor)
@@ -156,8 +161,9 @@ class ReadingsProcessor:
         if len(self.assets) + len(new_assets) > MAX_ASSETS:
             self._evict(len(new_assets))
         for asset_id in new_assets:
-            state = self.assets[asset_id] = AssetState()
-            n = warm_up(state, history.get(asset_id, ()), self.make_detector)
+            state = self.assets[asset_id] = AssetState(asset_type=asset_types.get(asset_id))
+            make = self.detectors(state.asset_type)
+            n = warm_up(state, history.get(asset_id, ()), make)
             metrics.warmup_readings.labels(SERVICE).inc(n)
         self.book.restore(open_alarms)
         log.info("assets warmed up", assets=len(new_assets), open_alarms=len(open_alarms))
@@ -208,3 +214,40 @@ class CommandsProcessor:
             if event is not None:
                 await self.events.publish([event])
         return failures
+
+
+#: A context change this much older than an asset's newest reading was already part of the
+#: history its detectors learned (a replay from the start of the topic): it changes nothing.
+CONTEXT_TOLERANCE_S = 300.0
+
+
+class ContextProcessor:
+    """`delivery.BatchProcessor` for `pdm.asset.context.v1`, heard by every process: an asset
+    whose operating context changed on purpose re-learns its context-following sensors
+    (`pdm_anomaly.context.rebaseline`). Assets this process does not hold are not its business
+    (their owner hears the same event); a malformed event is dead-lettered."""
+
+    def __init__(self, readings: ReadingsProcessor, catalog: SensorCatalog) -> None:
+        self.readings = readings
+        self.catalog = catalog
+
+    def decode(self, delivery: Delivery) -> AssetContextChanged:
+        return decode_json(delivery, AssetContextChanged)
+
+    async def process(self, items: Sequence[tuple[Delivery, AssetContextChanged]]) -> list[Failure]:
+        for _, event in items:
+            state = self.readings.assets.get(event.asset_id)
+            if state is None or not state.last_ts:
+                continue
+            at = event.at.timestamp()
+            if at < max(state.last_ts.values()) - CONTEXT_TOLERANCE_S:
+                continue
+            n = rebaseline(state, event.reason, at, self.catalog)
+            log.info(
+                "operating context changed: detectors re-learn",
+                asset_id=event.asset_id,
+                reason=event.reason,
+                detail=event.detail,
+                detectors=n,
+            )
+        return []

@@ -12,19 +12,33 @@ from pdm_anomaly import SERVICE
 from pdm_anomaly.state import SnapshotModel, StreamingDetector
 from pdm_common.model_events import AliasMovedProcessor, record_model_in_use
 from pdm_common.registry import ChampionCache, RegistryError, model_name
-from pdm_ml.detectors.univariate import UnivariateConfig, UnivariateDetector
+from pdm_ml.detectors.factory import detector_for
+from pdm_ml.detectors.semantics import SensorCatalog, simulated_catalog
+from pdm_ml.detectors.univariate import UnivariateConfig
 
 log = structlog.get_logger(__name__)
 
 
-def detector_factory(config: UnivariateConfig | None = None) -> Callable[[str], StreamingDetector]:
-    """One univariate detector per (asset, sensor), all with the same a-priori defaults."""
-    config = config or UnivariateConfig()
+#: asset type (None when unknown) -> a factory `sensor -> detector` for that type's sensors.
+DetectorFactory = Callable[[str | None], Callable[[str], StreamingDetector]]
 
-    def make(sensor: str) -> StreamingDetector:
-        return UnivariateDetector(config, sensor=sensor)
 
-    return make
+def detector_factory(
+    catalog: SensorCatalog | None = None, config: UnivariateConfig | None = None
+) -> DetectorFactory:
+    """The detector of each (asset type, sensor), chosen by what the sensor measures
+    (`pdm_ml.detectors.semantics`: counters by rate, codes not at all, the rest by level), all
+    with the same a-priori univariate defaults."""
+    catalog = catalog or simulated_catalog()
+    per_type: dict[str | None, Callable[[str], StreamingDetector]] = {}
+
+    def for_type(asset_type: str | None) -> Callable[[str], StreamingDetector]:
+        make = per_type.get(asset_type)
+        if make is None:
+            make = per_type[asset_type] = detector_for(catalog, asset_type, config)
+        return make
+
+    return for_type
 
 
 class SnapshotModels:

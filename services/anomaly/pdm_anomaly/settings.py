@@ -41,6 +41,11 @@ class AnomalySettings(ServiceSettings):
     limits_file: Path | None = Field(
         None, description="JSON file overriding static sensor limits per asset type."
     )
+    sensors_file: Path | None = Field(
+        None,
+        description="JSON file declaring what sensors measure per asset type (counter, "
+        "setpoint, thermal, categorical, level), over the simulated fleet's declarations.",
+    )
     multivariate: bool = Field(
         True,
         description="Score snapshots with the `anomaly-<asset_type>@champion` model when the "

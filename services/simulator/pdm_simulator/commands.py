@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from pdm_common.events import AssetContextChanged, SimulatorCommand
 from pdm_common.events import GroundTruth as GroundTruthEvent
-from pdm_common.events import SimulatorCommand
 from pdm_ml.simulation.machines import Fleet, GroundTruth
 from pdm_simulator import SERVICE
 
@@ -56,6 +56,29 @@ def apply_command(fleet: Fleet, command: SimulatorCommand, now: datetime) -> flo
     except ValueError as exc:
         raise CommandRefused(str(exc)) from None
     return None
+
+
+def context_events(
+    fleet: Fleet, command: SimulatorCommand, at: datetime
+) -> list[AssetContextChanged]:
+    """What a command changes on purpose, announced on `pdm.asset.context.v1` so detectors
+    re-learn instead of alarming: a scenario change moves its assets' operating point, a
+    repair (clear) ends a failure. Raises `CommandRefused` for an unknown asset."""
+    detail: str | None
+    targets: list[str | None]
+    if command.action == "scenario":
+        targets = [*sorted(fleet.machines)] if command.asset_id is None else [command.asset_id]
+        reason, detail = "operating_point", command.scenario
+    elif command.action == "clear":
+        targets, reason, detail = [command.asset_id], "repair", command.mode
+    else:
+        return []
+    return [
+        AssetContextChanged(
+            source=SERVICE, asset_id=_asset(fleet, a), reason=reason, detail=detail, at=at
+        )
+        for a in targets
+    ]
 
 
 def _asset(fleet: Fleet, asset_id: str | None) -> str:

@@ -5,7 +5,9 @@ type does not have, repairing what is not broken), is dead-lettered with the rea
 command id seen before changes nothing (redelivery, or applied already by the start-up
 replay of `restore.py`). A command takes effect at its record's timestamp (`command_time`),
 so a restart that replays the topic rebuilds exactly the same failures. The ground truth a
-command causes is published by the runner on its next tick, with the readings it affects.
+command causes is published by the runner on its next tick, with the readings it affects; a
+scenario change (before it applies) and a repair (after) are announced on
+`pdm.asset.context.v1`, so the anomaly service re-learns the new normal instead of alarming.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from datetime import UTC, datetime
 
 import structlog
 
-from pdm_common.delivery import Delivery, Failure, PermanentError, decode_json
-from pdm_common.events import SimulatorCommand
-from pdm_simulator.commands import CommandRefused, apply_command, command_time
+from pdm_common import topics
+from pdm_common.delivery import Delivery, Failure, PermanentError, decode_json, event_outgoing
+from pdm_common.events import AssetContextChanged, SimulatorCommand
+from pdm_simulator.commands import CommandRefused, apply_command, command_time, context_events
 from pdm_simulator.runner import FleetRunner
 
 log = structlog.get_logger(__name__)
@@ -42,6 +45,9 @@ class CommandsProcessor:
                 continue
             try:
                 at = command_time(delivery.timestamp_ms, now)
+                context = context_events(self.runner.fleet, command, at)
+                if command.action == "scenario":  # before the readings of the new scenario
+                    await self._announce(context)
                 rate = apply_command(self.runner.fleet, command, at)
             except CommandRefused as exc:
                 failures.append(Failure(delivery, PermanentError(str(exc), reason="refused")))
@@ -49,7 +55,15 @@ class CommandsProcessor:
             if rate is not None:
                 self.runner.rate_hz = rate
             self.seen.add(key)
+            if command.action == "clear":  # only once the repair was accepted
+                await self._announce(context)
             log.info(
                 "simulator command applied", **command.model_dump(mode="json", exclude_none=True)
             )
         return failures
+
+    async def _announce(self, context: list[AssetContextChanged]) -> None:
+        if context:
+            await self.runner.publish(
+                [event_outgoing(topics.ASSET_CONTEXT, e, e.asset_id) for e in context]
+            )

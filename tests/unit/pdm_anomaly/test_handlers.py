@@ -59,7 +59,7 @@ def test_readings_that_do_not_validate_are_refused_at_decode() -> None:
         None,  # type: ignore[arg-type]  # decoding touches neither store nor events
         None,  # type: ignore[arg-type]
         AlarmBook(AlarmPolicy()),
-        make_detector=detector_factory(),
+        detectors=detector_factory(),
         limits={},
     )
     with pytest.raises(PermanentError) as info:

@@ -9,7 +9,7 @@ from pdm_anomaly.models import detector_factory
 from pdm_anomaly.state import AssetState, evaluate, warm_up
 from pdm_ml.detectors.limits import default_limits
 
-MAKE = detector_factory()
+MAKE = detector_factory()(None)
 LIMITS = default_limits()["pump"]
 
 

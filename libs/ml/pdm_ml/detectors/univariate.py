@@ -49,6 +49,7 @@ RANGE_FLOOR_SIGMAS = 6.0  # for severity, a normal range is taken as at least ±
 BONFERRONI = math.log10(len(KINDS))
 RELATIVE_RESOLUTION = 1e-6  # float32 readings resolve ~7 digits: smaller changes are not news
 MAX_TAIL_SHAPE = 0.45  # the moment fit of a generalised-Pareto shape needs ξ < 0.5
+REBASELINE_QUIET = 50  # readings after a context change in which nothing is reported
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,18 @@ class UnivariateConfig:
     scale_lag: int = 12
     envelope_block: int = 512  # readings per block of the range memory
     envelope_blocks: int = 8  # blocks in the range, not counting the most recent one
+    # ... and at least this long per block, so the range spans a day (a diurnal cycle and the
+    # slow wander of a healthy process) however fast the sensor reports: at 1 Hz, 512
+    # readings are 9 minutes, and a range that short calls ordinary wander "new territory".
+    envelope_block_s: float = 10_800.0
+    # A level only alarms once it is this fraction of the normal band's width beyond the
+    # range: a statistically new level a hair outside a day's range is not actionable. While
+    # the range covers less than `mature_range_s` (20 h: after start-up or a change of
+    # operating context) it has not seen a day's cycle yet, so only an excess as large as
+    # the band itself counts.
+    min_level_fraction: float = 0.1
+    young_level_fraction: float = 1.0
+    mature_range_s: float = 72_000.0
     tail_quantile: float = 0.02  # the jump tail is fitted above the 98th percentile
     tail_memory: int = 50  # exceedances averaged into the jump tail's scale
     quantile_step: float = 0.05  # stochastic-approximation step of that percentile (tail scales)
@@ -141,16 +154,21 @@ _STATE = (
     "block_lo",
     "block_hi",
     "block_n",
+    "block_t0",
+    "level_quiet_until",
+    "quiet_until_n",
+    "provisional",
     "mins",
     "maxs",
+    "starts",
     "env_lo",
     "env_hi",
     "announced",
     "raw_score",
     "kind",
 )
-_LISTS = ("lag", "mins", "maxs")
-_MAYBE_INFINITE = ("block_lo", "block_hi", "env_lo", "env_hi")
+_LISTS = ("lag", "mins", "maxs", "starts")
+_MAYBE_INFINITE = ("block_lo", "block_hi", "env_lo", "env_hi", "level_quiet_until")
 
 
 class UnivariateDetector:
@@ -183,8 +201,16 @@ class UnivariateDetector:
         self.repeat_rate = 0.0
         self.run = 0
         self.block_lo, self.block_hi, self.block_n = math.inf, -math.inf, 0
+        self.block_t0: float | None = None
+        self.level_quiet_until = -math.inf
+        self.quiet_until_n = 0
+        # Until the first block of the range is complete, the levels of the warm-up stand in
+        # as a provisional range (judged with the young gate), so a level shift soon after
+        # start-up is held as an ongoing excursion rather than forgotten after its jump.
+        self.provisional = False
         self.mins: list[float] = []
         self.maxs: list[float] = []
+        self.starts: list[float] = []  # when each remembered block began
         self.env_lo, self.env_hi = math.inf, -math.inf
         self.announced = -1
         self.raw_score = 0.0
@@ -244,7 +270,11 @@ class UnivariateDetector:
         else:
             med = prev if prev > prev2 else prev2 if x > prev2 else x
         self.level = level = level + (med - level) / c.smoothing
-        nlp_level, excess = self._level_nlp(level) if self.mins else (0.0, 0.0)
+        nlp_level, excess = (
+            self._level_nlp(level)
+            if (self.mins or self.provisional) and ts >= self.level_quiet_until
+            else (0.0, 0.0)
+        )
 
         # Stuck: a run of exact repeats, each as likely as the sensor's repeat rate.
         same = x == prev and n > 0
@@ -274,10 +304,12 @@ class UnivariateDetector:
             self.repeat_rate = rate + (same - rate) / (n if n < c.scale_memory else c.scale_memory)
         relative_size = size / self._normal_width() if nlp >= self._alarm_nlp else 0.0
         self.prev2, self.prev = prev, x
-        self._add_to_range(level)
+        self._add_to_range(level, ts)
         self.n = n + 1
+        if self.n == c.warmup and not self.mins:
+            self.env_lo, self.env_hi, self.provisional = self.block_lo, self.block_hi, True
 
-        if n < c.warmup:
+        if n < c.warmup or n < self.quiet_until_n:
             self.announced = -1
             return Score(DETECTOR_NAME, 0.0, c.threshold, None, self._contributors)
         return self._verdict(nlp, raw, relative_size)
@@ -333,14 +365,14 @@ class UnivariateDetector:
     def _level_nlp(self, level: float) -> tuple[float, float]:
         """(−log10 p, excess) of the level beyond the remembered range, Gaussian in σ units."""
         scale = self.level_scale
-        if not self.mins or self.level_n < SEED_READINGS:  # no range or no scale to judge by yet
+        if self.level_n < SEED_READINGS:  # no scale to judge by yet
             return 0.0, 0.0
         resolution = RELATIVE_RESOLUTION * abs(level)
         scale = scale if scale > resolution else resolution
         if scale <= 0.0:
             return 0.0, 0.0
         excess = self.env_lo - level if level < self.env_lo else level - self.env_hi
-        if excess <= 0.0:
+        if excess <= 0.0 or excess < self._level_gate() * self._normal_width():
             return 0.0, 0.0
         return gaussian_nlp(excess / (scale * MEAN_ABS_TO_SIGMA)), excess
 
@@ -358,12 +390,13 @@ class UnivariateDetector:
 
     def _normal_width(self) -> float:
         """Width of the normal band of readings: the level's range plus a typical jump each side."""
-        width = self.env_hi - self.env_lo if self.mins else self.block_hi - self.block_lo
+        ranged = self.mins or self.provisional
+        width = self.env_hi - self.env_lo if ranged else self.block_hi - self.block_lo
         floor = RANGE_FLOOR_SIGMAS * self.level_scale * MEAN_ABS_TO_SIGMA
         width = (width if width > floor else floor) + 2.0 * self.tail_u
         return width if width > 0.0 else math.inf
 
-    def _add_to_range(self, level: float) -> None:
+    def _add_to_range(self, level: float, ts: float) -> None:
         """Track the block's extremes. The range is that of the full blocks before the most
         recent one, so an excursion is compared with a range it has not yet entered, whatever
         the phase of the block clock (the first block stands in until there are two)."""
@@ -372,15 +405,40 @@ class UnivariateDetector:
         if level > self.block_hi:
             self.block_hi = level
         self.block_n += 1
-        if self.block_n < self._c.envelope_block:
+        if self.block_t0 is None:
+            self.block_t0 = ts
+        if self.block_n < self._c.envelope_block or ts - self.block_t0 < self._c.envelope_block_s:
             return
         self.mins.append(self.block_lo)
         self.maxs.append(self.block_hi)
+        self.starts.append(self.block_t0)
         if len(self.mins) > self._c.envelope_blocks + 1:
-            del self.mins[0], self.maxs[0]
+            del self.mins[0], self.maxs[0], self.starts[0]
         older = len(self.mins) - 1 if len(self.mins) > 1 else 1
         self.env_lo, self.env_hi = min(self.mins[:older]), max(self.maxs[:older])
+        self.provisional = False
         self.block_lo, self.block_hi, self.block_n = math.inf, -math.inf, 0
+        self.block_t0 = None
+
+    def _level_gate(self) -> float:
+        """Smallest excess (fraction of the normal width) that counts, by the range's age."""
+        span = self.starts[-1] - self.starts[0] if len(self.starts) > 1 else 0.0
+        c = self._c
+        return c.min_level_fraction if span >= c.mature_range_s else c.young_level_fraction
+
+    def rebaseline(self, ts: float, settle_s: float = 0.0) -> None:
+        """The operating context changed on purpose (new operating point, repair): forget
+        the range of levels, so the new normal is learned instead of alarmed, and keep the
+        level test quiet for `settle_s` (a temperature travelling to its new steady state).
+        The jump and stuck tests keep their scales and stay quiet for `REBASELINE_QUIET`
+        readings (the step of the change itself is not news); an open excursion ends."""
+        self.mins, self.maxs, self.starts = [], [], []
+        self.env_lo, self.env_hi, self.provisional = math.inf, -math.inf, False
+        self.block_lo = self.block_hi = self.level
+        self.block_n, self.block_t0 = 0, ts
+        self.level_quiet_until = ts + settle_s
+        self.quiet_until_n = self.n + REBASELINE_QUIET
+        self.announced = -1
 
     # ---- alarm gating ----
     def _verdict(self, nlp: float, raw: float, relative_size: float) -> Score:
@@ -422,7 +480,7 @@ class UnivariateDetector:
             setattr(det, name, state[name])
         for name in _LISTS:
             setattr(det, name, list(state[name]))
-        for sign, name in zip((1, -1, 1, -1), _MAYBE_INFINITE, strict=True):
+        for sign, name in zip((1, -1, 1, -1, -1), _MAYBE_INFINITE, strict=True):
             if state[name] is None:
                 setattr(det, name, sign * math.inf)
         return det

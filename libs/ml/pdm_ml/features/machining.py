@@ -6,9 +6,9 @@ serving calls `features_row` on one dict of sensor values. Both evaluate the sam
 (`_derive`) in the same order in IEEE float64, so the same input gives bit-identical features.
 
 Derived features are the physical quantities the failure mechanisms of the AI4I 2020 data
-set depend on (Matzka 2020, its generation rules): heat dissipation needs the process-air temperature
-difference, power failures depend on mechanical power, overstrain on tool wear x torque, and
-the overstrain limit depends on the product quality.
+set depend on (Matzka 2020, its generation rules): heat dissipation needs the process-air
+temperature difference, power failures depend on mechanical power, overstrain on tool wear x
+torque, and the overstrain limit depends on the product quality.
 """
 
 from __future__ import annotations
