@@ -27,24 +27,16 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import benchkit
-from pdm_ml.detectors.univariate import UnivariateConfig, UnivariateDetector
 from pdm_ml.simulation.machines import ALLOWED_MODES, asset_id_for
 from pdm_tools import alarm_replay as replay
 
 SCENARIO_ORDER = ("high_load", "precision", "cold_environment", "high_speed", "normal")
 #: ISA-18.2 / EEMUA 191 average alarm rates per operator console.
 ISA_RATES = "ISA-18.2: <= 6 alarms/h (1 per 10 min) manageable, > 10 per 10 min is a flood"
-
-
-def plain_detector(sensor: str) -> UnivariateDetector:
-    """The detector the service ran for every sensor before sensor semantics."""
-    return UnivariateDetector(
-        UnivariateConfig(envelope_block_s=0.0, min_level_fraction=0.0, young_level_fraction=0.0),
-        sensor=sensor,
-    )
 
 
 def healthy_run(hours: float) -> replay.Run:
@@ -84,7 +76,7 @@ def _score(args: tuple[replay.Run, bool]) -> dict[str, Any]:
     run, plain = args
     started = time.perf_counter()
     if plain:
-        outcome = replay.replay(run, make_detector=plain_detector, context=False)
+        outcome = replay.replay(run, make_detector=replay.detector_before_semantics, context=False)
     else:
         outcome = replay.replay(run)
     result = replay.score(outcome)
@@ -141,6 +133,7 @@ def main() -> None:
     healthy = by_kind["healthy"][0]
     healthy.pop("failures")
     out: dict[str, Any] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": benchkit.machine(),
         "healthy": healthy,
         "failures": summarise_failures(by_kind["failures"]),

@@ -29,6 +29,7 @@ from pdm_anomaly.state import AssetState, StreamingDetector, evaluate, warm_up
 from pdm_ml.detectors.factory import detector_for
 from pdm_ml.detectors.limits import Limit, default_limits
 from pdm_ml.detectors.semantics import SensorCatalog, simulated_catalog
+from pdm_ml.detectors.univariate import UnivariateConfig, UnivariateDetector
 from pdm_ml.simulation.machines import Fleet, GroundTruth, sensor_names
 
 EPOCH = datetime(2026, 3, 2, tzinfo=UTC)
@@ -182,6 +183,19 @@ def _final_truths(truths: Sequence[GroundTruth]) -> list[GroundTruth]:
     for truth in truths:
         latest[(truth.asset_id, truth.mode, truth.injected_at)] = truth
     return list(latest.values())
+
+
+def detector_before_semantics(sensor: str) -> UnivariateDetector:
+    """The detector the service ran for every sensor before sensor semantics and day-long
+    ranges (blocks of 512 readings, no practical gate), to compare with on the same replay
+    (with `context=False`)."""
+    config = UnivariateConfig(
+        envelope_block_s=0.0,
+        min_level_fraction=0.0,
+        young_level_fraction=0.0,
+        provisional_level_fraction=0.0,
+    )
+    return UnivariateDetector(config, sensor=sensor)
 
 
 # --------------------------------------------------------------------------------------------

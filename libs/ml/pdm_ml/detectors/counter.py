@@ -27,7 +27,15 @@ class CounterDetector:
     def __init__(self, config: UnivariateConfig | None = None, sensor: str | None = None) -> None:
         # A counter's increments repeat exactly by nature (one part, one wear step): a run of
         # equal increments is not a stuck sensor; a counter that stops is (increment 0 runs).
-        config = replace(config or UnivariateConfig(), repeat_floor=COUNTER_REPEAT_FLOOR)
+        # Its rate has no daily cycle to wander with, so a rate outside its range counts at
+        # once, however young the range (a tool that is no longer changed, a counter racing).
+        base = config or UnivariateConfig()
+        config = replace(
+            base,
+            repeat_floor=COUNTER_REPEAT_FLOOR,
+            young_level_fraction=base.min_level_fraction,
+            provisional_level_fraction=base.min_level_fraction,
+        )
         self._inner = UnivariateDetector(config, sensor=sensor)
         self._prev: float | None = None
         self.resets = 0

@@ -26,6 +26,7 @@ def detector_for(
         config,
         min_level_fraction=THERMAL_GATE * config.min_level_fraction,
         young_level_fraction=THERMAL_GATE * config.young_level_fraction,
+        provisional_level_fraction=THERMAL_GATE * config.provisional_level_fraction,
     )
 
     def make(sensor: str) -> Detector:

@@ -77,11 +77,18 @@ class UnivariateConfig:
     min_level_fraction: float = 0.1
     young_level_fraction: float = 1.0
     mature_range_s: float = 72_000.0
+    # Before the first block completes, the warm-up's levels are the range: minutes of a
+    # process that wanders for hours, so only a level far outside them counts.
+    provisional_level_fraction: float = 3.0
     tail_quantile: float = 0.02  # the jump tail is fitted above the 98th percentile
     tail_memory: int = 50  # exceedances averaged into the jump tail's scale
     quantile_step: float = 0.05  # stochastic-approximation step of that percentile (tail scales)
     scale_memory: int = 1000  # readings averaged into the level-change scale and the repeat rate
-    alarm_p: float = 1e-5  # false-alarm probability per reading at the threshold
+    alarm_p: float = 1e-5  # false-alarm probability per reading at the threshold ...
+    # ... for a sensor reporting every `reference_interval_s`; a faster one gets a
+    # proportionally smaller p (1 Hz: 3.3e-8), so the false-alarm budget is per hour of a
+    # sensor's life, as an operator counts alarms, not per reading.
+    reference_interval_s: float = 300.0
     rearm_p: float = 1e-3  # an excursion ends once p is back above this
     repeat_floor: float = 0.1  # an exact repeat is assumed at least this likely
     gap_factor: float = 10.0  # a step longer than this × the typical interval is a gap
@@ -289,7 +296,7 @@ class UnivariateDetector:
             nlp, kind, size = nlp_level, 1, excess
         if nlp_stuck > nlp:
             nlp, kind, size = nlp_stuck, 2, 0.0
-        nlp -= BONFERRONI
+        nlp -= BONFERRONI + self._rate_penalty()
         raw = nlp / c.score_decades
         self.raw_score = raw = 1.0 if raw > 1.0 else 0.0 if raw < 0.0 else raw
         self.kind = KINDS[kind] if nlp > 0.0 else ""
@@ -313,6 +320,12 @@ class UnivariateDetector:
             self.announced = -1
             return Score(DETECTOR_NAME, 0.0, c.threshold, None, self._contributors)
         return self._verdict(nlp, raw, relative_size)
+
+    def _rate_penalty(self) -> float:
+        """Decades added to the threshold for a sensor faster than the reference interval."""
+        typ = self.dt_typ
+        ref = self._c.reference_interval_s
+        return math.log10(ref / typ) if 0.0 < typ < ref else 0.0
 
     # ---- the tests ----
     def _interval_ratio(self, ts: float) -> float:
@@ -372,7 +385,10 @@ class UnivariateDetector:
         if scale <= 0.0:
             return 0.0, 0.0
         excess = self.env_lo - level if level < self.env_lo else level - self.env_hi
-        if excess <= 0.0 or excess < self._level_gate() * self._normal_width():
+        # The gate makes an excursion harder to start than to continue (a deadband, as
+        # ISA-18.2 asks): an open one is held by any excess beyond the range.
+        gate = self._level_gate() if self.announced < 0 else 0.0
+        if excess <= 0.0 or excess < gate * self._normal_width():
             return 0.0, 0.0
         return gaussian_nlp(excess / (scale * MEAN_ABS_TO_SIGMA)), excess
 
@@ -422,8 +438,10 @@ class UnivariateDetector:
 
     def _level_gate(self) -> float:
         """Smallest excess (fraction of the normal width) that counts, by the range's age."""
-        span = self.starts[-1] - self.starts[0] if len(self.starts) > 1 else 0.0
         c = self._c
+        if self.provisional:
+            return c.provisional_level_fraction
+        span = self.starts[-1] - self.starts[0] if len(self.starts) > 1 else 0.0
         return c.min_level_fraction if span >= c.mature_range_s else c.young_level_fraction
 
     def rebaseline(self, ts: float, settle_s: float = 0.0) -> None:
