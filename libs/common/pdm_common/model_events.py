@@ -6,10 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import structlog
-from pydantic import ValidationError
 
-from pdm_common.delivery import Delivery, DependencyUnavailable, Failure, PermanentError
-from pdm_common.events import ModelAliasMoved, describe_validation
+from pdm_common.delivery import (
+    Delivery,
+    DependencyUnavailable,
+    Failure,
+    PermanentError,
+    decode_json,
+)
+from pdm_common.events import ModelAliasMoved
 from pdm_common.registry import ChampionCache, RegistryError, RegistryUnavailable
 from pdm_common.telemetry import metrics
 
@@ -41,10 +46,7 @@ class AliasMovedProcessor:
         self.concerns = concerns
 
     def decode(self, delivery: Delivery) -> ModelAliasMoved:
-        try:
-            return ModelAliasMoved.model_validate_json(delivery.value)
-        except ValidationError as exc:
-            raise PermanentError(describe_validation(exc), reason="invalid") from None
+        return decode_json(delivery, ModelAliasMoved)
 
     async def process(self, items: Sequence[tuple[Delivery, ModelAliasMoved]]) -> list[Failure]:
         failures: list[Failure] = []

@@ -9,7 +9,6 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -26,57 +25,8 @@ class UnknownAlarm(LookupError):
     pass
 
 
-def alarm_event(
-    alarm: Alarm,
-    kind: str,
-    reading_ts: datetime | None = None,
-    *,
-    actor: str | None = None,
-    assignee: str | None = None,
-    note: str | None = None,
-) -> AlarmEvent:
-    return AlarmEvent(
-        source=SERVICE,
-        event_type=kind,
-        alarm_id=alarm.alarm_id,
-        asset_id=alarm.asset_id,
-        asset_type=alarm.asset_type,
-        condition=alarm.condition,
-        severity=alarm.severity,
-        detector=alarm.detector,
-        score=alarm.score,
-        threshold=alarm.threshold,
-        contributors=alarm.contributors,
-        model_name=alarm.model_name,
-        model_version=alarm.model_version,
-        reading_ts=reading_ts,
-        opened_at=alarm.opened_at,
-        actor=actor,
-        assignee=assignee,
-        note=note,
-    )
-
-
 def event_for(change: AlarmChange) -> AlarmEvent:
-    return alarm_event(change.alarm, change.kind, change.reading_ts)
-
-
-def _alarm_from_row(r: dict[str, Any]) -> Alarm:
-    return Alarm(
-        alarm_id=r["alarm_id"],
-        asset_id=r["asset_id"],
-        condition=r["condition"],
-        severity=r["severity"],
-        detector=r["detector"],
-        score=r["score"],
-        threshold=r["threshold"],
-        opened_at=r["opened_at"],
-        last_anomalous_at=r["last_anomalous_at"],
-        asset_type=r["asset_type"],
-        contributors=dict(r["contributors"] or {}),
-        model_name=r["model_name"],
-        model_version=r["model_version"],
-    )
+    return change.alarm.to_event(SERVICE, change.kind, change.reading_ts)
 
 
 class AlarmStore:
@@ -130,7 +80,7 @@ class AlarmStore:
             await cur2.execute(
                 "SELECT * FROM alarms WHERE status = 'open' AND asset_id = ANY(%s)", (assets,)
             )
-            open_alarms = [_alarm_from_row(r) for r in await cur2.fetchall()]
+            open_alarms = [Alarm.from_row(r) for r in await cur2.fetchall()]
         return history, open_alarms
 
     async def record(
@@ -271,8 +221,8 @@ class AlarmStore:
             if row is None:
                 raise UnknownAlarm(f"no alarm {alarm_id}")  # rolls back the dedupe row too
             kind = "alarm.acknowledged" if action == "acknowledge" else "alarm.assigned"
-            event = alarm_event(
-                _alarm_from_row(row), kind, actor=actor, assignee=assignee, note=note
+            event = Alarm.from_row(row).to_event(
+                SERVICE, kind, actor=actor, assignee=assignee, note=note
             )
             await self._queue(conn, [event])
             return event
