@@ -186,7 +186,16 @@ class UnivariateDetector:
     service's alarm life cycle. `contributors` of every Score is a shared read-only mapping.
     """
 
-    __slots__ = ("_alarm_nlp", "_c", "_contributors", "_rearm_nlp", "_sensor", *_STATE)
+    __slots__ = (
+        "_alarm_nlp",
+        "_c",
+        "_contributors",
+        "_penalty",
+        "_penalty_dt",
+        "_rearm_nlp",
+        "_sensor",
+        *_STATE,
+    )
 
     def __init__(self, config: UnivariateConfig | None = None, sensor: str | None = None) -> None:
         self._c = config or UnivariateConfig()
@@ -194,6 +203,7 @@ class UnivariateDetector:
         self._contributors = MappingProxyType({sensor: 1.0} if sensor else {})
         self._alarm_nlp = -math.log10(self._c.alarm_p)
         self._rearm_nlp = -math.log10(self._c.rearm_p)
+        self._penalty_dt, self._penalty = 0.0, 0.0  # cache of `_rate_penalty`
         self.n = 0
         self.last_ts: float | None = None
         self.dt_typ = 0.0
@@ -324,8 +334,11 @@ class UnivariateDetector:
     def _rate_penalty(self) -> float:
         """Decades added to the threshold for a sensor faster than the reference interval."""
         typ = self.dt_typ
-        ref = self._c.reference_interval_s
-        return math.log10(ref / typ) if 0.0 < typ < ref else 0.0
+        if typ != self._penalty_dt:  # steady sampling: computed once
+            ref = self._c.reference_interval_s
+            self._penalty = math.log10(ref / typ) if 0.0 < typ < ref else 0.0
+            self._penalty_dt = typ
+        return self._penalty
 
     # ---- the tests ----
     def _interval_ratio(self, ts: float) -> float:
