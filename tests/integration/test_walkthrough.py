@@ -59,7 +59,7 @@ async def test_walkthrough_bearing_failure_on_one_pump(kafka, db_url, mlflow_uri
     common = {"PDM_MLFLOW_TRACKING_URI": mlflow_uri}
     start_service("ingest")
     start_service("anomaly", **common)
-    start_service(
+    prediction = start_service(
         "prediction", **common, PDM_PREDICTION_PERIODIC_INTERVAL_S="3600"
     )  # predictions come from requests and alarms here, not the timer
     start_service(
@@ -80,6 +80,13 @@ async def test_walkthrough_bearing_failure_on_one_pump(kafka, db_url, mlflow_uri
             return all(found)
 
         await poll(reporting, 90, "every pump reporting through ingest")
+
+        async def champions_loaded() -> bool:  # loaded at start-up, not on the first request
+            async with httpx.AsyncClient(timeout=5) as probe:
+                ready = (await probe.get(f"http://127.0.0.1:{prediction.port}/ready")).json()
+            return all(ready["models"].get(m) for m in ("failure-pump", "rul-pump"))
+
+        await poll(champions_loaded, 120, "the pump champions loaded by the prediction service")
 
         async def predict(asset: str) -> dict:
             answer = await api.post("/v1/predict", json={"asset_id": asset, "asset_type": "pump"})

@@ -30,6 +30,7 @@ from pdm_common.settings import CommonSettings
 from pdm_common.telemetry import REGISTRY, configure_logging, metrics
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+Details = Callable[[], dict[str, Any]]
 Scope = dict[str, Any]
 T = TypeVar("T")
 
@@ -72,15 +73,21 @@ def health_app(service: str) -> Callable[..., Awaitable[None]]:
     return app
 
 
-def ready_app(service: str, checks: dict[str, ReadinessCheck]) -> Callable[..., Awaitable[None]]:
+def ready_app(
+    service: str, checks: dict[str, ReadinessCheck], details: Details | None = None
+) -> Callable[..., Awaitable[None]]:
+    """`details` adds what a service wants an operator to see without gating readiness on
+    it (e.g. which champions are loaded)."""
+
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         names = list(checks)
         results = await asyncio.gather(*(_safe(checks[n]) for n in names))
         status = dict(zip(names, results, strict=True))
         ok = all(results)
-        await _json_response(
-            200 if ok else 503, {"ready": ok, "service": service, "checks": status}
-        )(send)
+        body = {"ready": ok, "service": service, "checks": status}
+        if details is not None:
+            body |= details()
+        await _json_response(200 if ok else 503, body)(send)
 
     return app
 
@@ -109,6 +116,7 @@ def make_service_app(
     service: str,
     *,
     readiness: dict[str, ReadinessCheck],
+    details: Details | None = None,
     on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
     after_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
@@ -118,7 +126,7 @@ def make_service_app(
         broker,
         asgi_routes=[
             ("/health", health_app(service)),
-            ("/ready", ready_app(service, checks)),
+            ("/ready", ready_app(service, checks, details)),
             ("/metrics", make_asgi_app(REGISTRY)),
             ("/asyncapi.json", asyncapi_app()),
         ],
@@ -223,6 +231,7 @@ class ServiceKit:
         self,
         *,
         database_ready: ReadinessCheck,
+        details: Details | None = None,
         on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
         after_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> AsgiFastStream:
@@ -230,6 +239,7 @@ class ServiceKit:
             self.broker,
             self.service,
             readiness={"database": database_ready, "consumer": self.paused.check},
+            details=details,
             on_startup=on_startup,
             after_shutdown=[*after_shutdown, self.publisher.stop],
         )

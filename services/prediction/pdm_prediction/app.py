@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from faststream.asgi import AsgiFastStream
 
 from pdm_common import topics
@@ -48,13 +50,25 @@ def create_app(
     )
     kit.follow_model_events(models.processor(), settings.group_id)
 
+    routed = [name for parts in settings.routes.values() for name in parts.values()]
+    preload: asyncio.Task[None] | None = None
+
     async def start() -> None:
+        nonlocal preload
         store.pool = await kit.start()
         timer.start()
+        preload = asyncio.create_task(models.preload(routed), name="preload-champions")
 
     async def stop() -> None:
+        if preload is not None:
+            preload.cancel()
         await timer.stop()
         if store.pool is not None:
             await store.pool.close()
 
-    return kit.app(database_ready=store.schema_ready, on_startup=[start], after_shutdown=[stop])
+    return kit.app(
+        database_ready=store.schema_ready,
+        details=lambda: {"models": models.status(routed)},
+        on_startup=[start],
+        after_shutdown=[stop],
+    )

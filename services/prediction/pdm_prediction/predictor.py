@@ -13,7 +13,7 @@ import functools
 import json
 import tempfile
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias, cast
@@ -30,6 +30,7 @@ from pdm_common.registry import (
     ChampionCache,
     LoadedModel,
     ModelNotFound,
+    RegistryError,
     RegistryUnavailable,
     load_champion,
 )
@@ -128,6 +129,29 @@ class ServedModels:
     def processor(self) -> AliasMovedProcessor:
         """Reloads for `pdm.models.v1`."""
         return AliasMovedProcessor(self.cache, SERVICE)
+
+    async def preload(self, names: Iterable[str], retry_s: float = 30.0) -> None:
+        """Load every routed champion in the background from start-up, so the first request
+        is as fast as the hundredth; a name without a champion yet is retried every
+        `retry_s` (a promotion event loads it sooner)."""
+        pending = sorted(set(names))
+        while pending:
+            for name in list(pending):
+                try:
+                    await self.get(name)
+                except RegistryError as exc:
+                    log.info("champion not loaded yet", model=name, reason=str(exc))
+                    continue
+                except Exception as exc:  # a broken artifact must not stop the others
+                    log.warning("champion failed to load", model=name, error=repr(exc))
+                    continue
+                pending.remove(name)
+            if pending:
+                await asyncio.sleep(retry_s)
+
+    def status(self, names: Iterable[str]) -> dict[str, str | None]:
+        """Served version per routed model name (None: not loaded yet), for `/ready`."""
+        return {name: self.cache.version(name) for name in sorted(set(names))}
 
 
 # --------------------------------------------------------------------------------------------
