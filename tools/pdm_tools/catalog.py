@@ -84,6 +84,26 @@ SERVICES: tuple[Service, ...] = (
         seeded=(("prediction_timer", "UPDATE prediction_timer SET last_tick = '-infinity'"),),
     ),
     Service(
+        "scheduler",
+        "Work orders from predictions, alarms, plans and people; the CP-SAT maintenance plan.",
+        tables=(
+            "work_orders",
+            "work_order_transitions",
+            "technicians",
+            "maintenance_plans",
+            "production_windows",
+            "scheduler_assets",
+            "schedule_plans",
+            "schedule",
+            "maintenance_outbox",
+            "maintenance_commands_applied",
+            "scheduler_state",
+        ),
+        seeded=(
+            ("scheduler_state", "UPDATE scheduler_state SET dirty_since = NULL, reasons = '{}'"),
+        ),
+    ),
+    Service(
         "simulator",
         "A simulated fleet acting as IoT gateways, with failure injection and ground truth.",
         scaling="single",
