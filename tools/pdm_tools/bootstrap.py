@@ -1,11 +1,14 @@
 """What `make run` prepares before the services start: the initial models (trained and
-registered only when the registry has no champion for them) and the demo API key."""
+registered only when the registry has no champion for them), the demo API key and the
+demo maintenance crew."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -108,3 +111,78 @@ def _key_is_live(token: str, database_url: str) -> bool:
     except psycopg.Error:
         return False
     return row is not None and row[0] == hash_secret(parsed[1])
+
+
+#: The simulated fleet's maintenance crew (`make run`): two shifts of mechanics, an
+#: electrician, and an on-call technician at a premium who covers nights and weekends, so a
+#: failure injected at any hour has someone qualified to plan it on.
+WEEKDAYS = [0, 1, 2, 3, 4]
+DEMO_CREW: tuple[dict[str, object], ...] = (
+    {
+        "technician_id": "tech-anna",
+        "name": "Anna (mechanic, early shift)",
+        "skills": ["mechanical", "machining"],
+        "shifts": [{"days": WEEKDAYS, "start": "06:00", "end": "14:00"}],
+        "hourly_cost": 45.0,
+    },
+    {
+        "technician_id": "tech-ben",
+        "name": "Ben (mechanic, late shift)",
+        "skills": ["mechanical"],
+        "shifts": [{"days": WEEKDAYS, "start": "14:00", "end": "22:00"}],
+        "hourly_cost": 45.0,
+    },
+    {
+        "technician_id": "tech-chen",
+        "name": "Chen (electrician)",
+        "skills": ["electrical", "instrumentation"],
+        "shifts": [{"days": WEEKDAYS, "start": "06:00", "end": "14:00"}],
+        "hourly_cost": 55.0,
+    },
+    {
+        "technician_id": "tech-oncall",
+        "name": "On-call technician",
+        "skills": ["mechanical", "electrical"],
+        "shifts": [{"days": [0, 1, 2, 3, 4, 5, 6], "start": "00:00", "end": "00:00"}],
+        "hourly_cost": 90.0,
+    },
+)
+CREW_NS = uuid.UUID("a1d2c3b4-0000-4000-8000-00000000c0de")
+
+
+def demo_crew_commands() -> list[dict[str, object]]:
+    """`technician.upsert` commands for the demo crew, with fixed command ids: sent again
+    by every `make run`, each is applied once (a crew edited later stays edited)."""
+    return [
+        {
+            "command_id": str(uuid.uuid5(CREW_NS, str(t["technician_id"]))),
+            "action": "technician.upsert",
+            "actor": "bootstrap",
+            "technician": t,
+        }
+        for t in DEMO_CREW
+    ]
+
+
+async def seed_demo_crew(bootstrap: str) -> int:
+    """Queue the demo crew on `pdm.maintenance.commands.v1` (the scheduler applies them when
+    it is up; nobody waits for an answer)."""
+    from aiokafka import AIOKafkaProducer
+
+    from pdm_common import topics
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        commands = demo_crew_commands()
+        for c in commands:
+            technician = c["technician"]
+            assert isinstance(technician, dict)
+            await producer.send_and_wait(
+                topics.MAINTENANCE_COMMANDS,
+                json.dumps(c).encode(),
+                key=str(technician["technician_id"]).encode(),
+            )
+        return len(commands)
+    finally:
+        await producer.stop()

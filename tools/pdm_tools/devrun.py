@@ -69,7 +69,7 @@ def _counts(database_url: str) -> str:
 
 
 def run(stop_stack: bool = False, train: bool = True) -> None:
-    from pdm_tools.bootstrap import demo_api_key, train_initial_models
+    from pdm_tools.bootstrap import demo_api_key, seed_demo_crew, train_initial_models
     from pdm_tools.stack import stack
 
     typer.secho("== starting the embedded stack (broker, PostgreSQL, MLflow)", bold=True)
@@ -86,6 +86,8 @@ def run(stop_stack: bool = False, train: bool = True) -> None:
         typer.secho("== initial models (trained only if the registry has no champion)", bold=True)
         train_initial_models(env, settings.mlflow_tracking_uri)
     api_key = demo_api_key(STATE_DIR, env)
+    crew = asyncio.run(seed_demo_crew(settings.kafka_bootstrap))
+    typer.echo(f"   demo maintenance crew: {crew} technicians (applied by the scheduler)")
 
     logs = STATE_DIR / "logs"
     logs.mkdir(parents=True, exist_ok=True)

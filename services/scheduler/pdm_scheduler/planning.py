@@ -9,10 +9,14 @@ pinned to a technician keeps that technician; on-hold and closed orders are not 
 The risk of each order (the objective's expected failure cost) comes from its newest
 prediction's RUL quantiles, moved to the plan's hour 0 (the hours since the prediction are
 subtracted); `pdm_scheduling.risk` turns them into the probability of failing before a start.
+
+Frozen horizon: orders the previous plan starts within `frozen_horizon_h` stay where they are
+(the technician may already be on the way); new orders, however, may start at once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -192,6 +196,11 @@ def previous_plan(rows: Iterable[PlannedOrder], anchor: datetime) -> opt.Plan | 
     assignments = []
     for row in rows:
         if row.status != "scheduled" or row.start is None or row.technician_id is None:
+            # kept, so that an order still unschedulable is not reported as a move
+            reason = row.reason or "unschedulable"
+            assignments.append(
+                opt.Assignment(str(row.work_order_id), "unschedulable", reason=reason)
+            )
             continue
         start = hours_from(anchor, row.start, up=False)
         end = hours_from(anchor, row.end, up=True) if row.end else start + 1
@@ -200,7 +209,7 @@ def previous_plan(rows: Iterable[PlannedOrder], anchor: datetime) -> opt.Plan | 
         assignments.append(
             opt.Assignment(str(row.work_order_id), "scheduled", row.technician_id, start, end)
         )
-    if not assignments:
+    if not any(a.status == "scheduled" for a in assignments):
         return None
     return opt.Plan(tuple(assignments), opt.SolveStats("stored", "STORED", 0, None, None, 0.0))
 
@@ -288,16 +297,20 @@ def make_plan(
     problem, planned = build_problem(inputs)
     anchor = inputs.anchor
     before = previous_plan(previous, anchor)
+    # The frozen horizon keeps what the previous plan starts soon where it is; it must not
+    # keep a new urgent order from starting now, so once those are frozen the optimiser's
+    # own horizon (which bars every unfrozen order) is lifted.
+    if before is not None:
+        problem = opt.freeze_started(before, problem)
+    problem = dataclasses.replace(problem, frozen_until_h=0)
     if before is None:
         plan = opt.solve(problem, params)
-        checked = problem
         moves: list[opt.Move] = []
     else:
         plan = opt.replan(before, problem, params, neighbourhood_h=None if full else 12)
-        checked = opt.freeze_started(before, problem)
         known = set(planned)
         moves = [m for m in opt.diff(before, plan) if m.order_id in known]
-    violations = opt.validate(checked, plan)
+    violations = opt.validate(problem, plan)
     result = summary(
         plan,
         planned,

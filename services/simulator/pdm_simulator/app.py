@@ -13,6 +13,7 @@ from pdm_common.settings import CommonSettings
 from pdm_ml.simulation.machines import Fleet
 from pdm_simulator import SERVICE
 from pdm_simulator.handlers import CommandsProcessor
+from pdm_simulator.repairs import RepairsProcessor
 from pdm_simulator.restore import restore
 from pdm_simulator.runner import FleetRunner, truth_message
 from pdm_simulator.settings import SimulatorSettings
@@ -32,6 +33,15 @@ def create_app(
         topics.SIMULATOR_COMMANDS,
         kit.reliable(processor),
         group_id=settings.group_id,
+        settings=common,
+        max_records=100,
+    )
+
+    subscribe_reliably(
+        kit.broker,
+        topics.MAINTENANCE_EVENTS,
+        kit.reliable(RepairsProcessor(runner)),
+        group_id=f"{settings.group_id}.maintenance",
         settings=common,
         max_records=100,
     )
