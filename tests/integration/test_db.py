@@ -99,6 +99,8 @@ def test_migrate_from_scratch_then_rerun_is_a_noop(fresh_db: str) -> None:
         "0005_prediction_timer",
         "0006_predictions_layout",
         "0007_gateway",
+        "0008_alarm_flood_control",
+        "0009_scheduler",
     ]
     assert any("storage branch: plain" in m for m in messages)
     recorded = _rows(fresh_db, "SELECT version, name, variant, applied_at FROM schema_migrations")
@@ -110,6 +112,8 @@ def test_migrate_from_scratch_then_rerun_is_a_noop(fresh_db: str) -> None:
         (5, "prediction_timer", "plain"),
         (6, "predictions_layout", "plain"),
         (7, "gateway", "plain"),
+        (8, "alarm_flood_control", "plain"),
+        (9, "scheduler", "plain"),
     ]
     tables = _rows(
         fresh_db,
@@ -136,6 +140,8 @@ def test_migrate_from_scratch_then_rerun_is_a_noop(fresh_db: str) -> None:
         ("prediction_timer", "applied"),
         ("predictions_layout", "applied"),
         ("gateway", "applied"),
+        ("alarm_flood_control", "applied"),
+        ("scheduler", "applied"),
     ]
     assert report.recorded_variant == "plain"
     assert report.timescale_available is False
@@ -158,25 +164,27 @@ def test_changed_checksum_is_detected(fresh_db: str, tmp_path: Path) -> None:
         "prediction_timer": "applied",
         "predictions_layout": "applied",
         "gateway": "applied",
+        "alarm_flood_control": "applied",
+        "scheduler": "applied",
     }
     assert _rows(fresh_db, "SELECT to_regclass('sneaky')") == [(None,)]
 
 
 def test_failing_migration_is_rolled_back_entirely(fresh_db: str, tmp_path: Path) -> None:
     directory = _copy_migrations(tmp_path)
-    (directory / "0009_broken.sql").write_text(
+    (directory / "0099_broken.sql").write_text(
         "CREATE TABLE half_done (id int);\nSELECT * FROM no_such_table;\n"
     )
-    with pytest.raises(mig.MigrationError, match="0009_broken failed and was rolled back"):
+    with pytest.raises(mig.MigrationError, match="0099_broken failed and was rolled back"):
         mig.migrate(fresh_db, SETTINGS, migrations=mig.load_migrations(directory))
-    assert _rows(fresh_db, "SELECT max(version) FROM schema_migrations") == [(7,)]
+    assert _rows(fresh_db, "SELECT max(version) FROM schema_migrations") == [(9,)]
     assert _rows(fresh_db, "SELECT to_regclass('half_done')") == [(None,)]
 
 
 def test_concurrent_migrate_runs_are_serialised(fresh_db: str, tmp_path: Path) -> None:
     directory = _copy_migrations(tmp_path)
     # A slow migration guarantees the runs overlap.
-    (directory / "0009_slow.sql").write_text(
+    (directory / "0099_slow.sql").write_text(
         "SELECT pg_sleep(0.5);\nCREATE TABLE slow_marker (id int);\n"
     )
     found = mig.load_migrations(directory)
@@ -198,10 +206,12 @@ def test_concurrent_migrate_runs_are_serialised(fresh_db: str, tmp_path: Path) -
         "0005_prediction_timer",
         "0006_predictions_layout",
         "0007_gateway",
-        "0009_slow",
+        "0008_alarm_flood_control",
+        "0009_scheduler",
+        "0099_slow",
     ]
     assert any("waiting for it to finish" in m for ms in messages for m in ms)
-    assert _rows(fresh_db, "SELECT count(*) FROM schema_migrations") == [(8,)]
+    assert _rows(fresh_db, "SELECT count(*) FROM schema_migrations") == [(10,)]
 
 
 def test_timescale_on_without_the_extension_fails_before_touching_anything(

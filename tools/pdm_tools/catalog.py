@@ -75,7 +75,7 @@ SERVICES: tuple[Service, ...] = (
     Service(
         "anomaly",
         "Univariate and multivariate detectors per asset; alarms with a lifecycle (outbox).",
-        tables=("alarms", "alarm_events", "alarm_commands_applied"),
+        tables=("alarms", "alarm_events", "alarm_commands_applied", "alarm_shelves"),
     ),
     Service(
         "prediction",

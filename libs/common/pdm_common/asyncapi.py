@@ -31,7 +31,14 @@ from pdm_common.events import (
     PredictionError,
     PredictionRequest,
     ReadingsValidated,
+    ShelfCommand,
     SimulatorCommand,
+)
+from pdm_common.maintenance import (
+    MaintenanceCommand,
+    MaintenanceCommandResult,
+    SchedulePublished,
+    WorkOrderEvent,
 )
 
 DELIVERY_NOTE = (
@@ -70,11 +77,15 @@ CONTRACT: dict[str, tuple[Any, str]] = {
     topics.ANOMALIES: (
         AlarmEvent,
         "Alarm lifecycle events from the anomaly service (opened, escalated, cleared, "
-        "acknowledged, assigned); one alarm per (asset, condition). Key: asset id.",
+        "acknowledged, assigned); one alarm per (asset, condition), and conditions of one "
+        "asset that go into alarm together join one alarm (`conditions`, `sensors`). "
+        "Key: asset id.",
     ),
     topics.ANOMALY_COMMANDS: (
-        AlarmCommand,
-        "Acknowledge or assign an alarm; applied once per command_id. Key: alarm id.",
+        AlarmCommand | ShelfCommand,
+        "Acknowledge or assign an alarm (key: alarm id), or shelve / unshelve the new alarms "
+        "of an asset or one of its sensors, with a reason and an expiry (key: asset id); "
+        "applied once per command_id.",
     ),
     topics.PREDICTION_REQUESTS: (
         PredictionRequest | PredictionBatchRequest,
@@ -85,11 +96,15 @@ CONTRACT: dict[str, tuple[Any, str]] = {
         "too (`trigger`). Key: asset id.",
     ),
     "{reply_to}": (
-        Prediction | PredictionError | PredictionBatch | AssetCommandResult,
-        "Replies of the prediction service (to prediction requests) and of ingest (to asset "
-        "commands), on the topic a request named in its `reply_to` header, with the "
-        "request's `correlation_id` header. Not a platform topic: the requester owns it (no "
-        "retry or DLQ companions).",
+        Prediction
+        | PredictionError
+        | PredictionBatch
+        | AssetCommandResult
+        | MaintenanceCommandResult,
+        "Replies of the prediction service (to prediction requests), of ingest (to asset "
+        "commands) and of the scheduler (to maintenance commands), on the topic a request "
+        "named in its `reply_to` header, with the request's `correlation_id` header. Not a "
+        "platform topic: the requester owns it (no retry or DLQ companions).",
     ),
     topics.PREDICTIONS: (
         Prediction,
@@ -111,6 +126,26 @@ CONTRACT: dict[str, tuple[Any, str]] = {
         ModelAliasMoved,
         "A registry alias (champion) moved to another model version; serving processes "
         "reload. Key: model name.",
+    ),
+    topics.MAINTENANCE_COMMANDS: (
+        MaintenanceCommand,
+        "Work orders (create, update, start, hold, resume, complete with findings, cancel), "
+        "technicians, preventive plans, production windows, re-plan and what-if, applied by "
+        "the scheduler once per command_id (Kafka request/reply: a MaintenanceCommandResult "
+        "on the `reply_to` topic; ok, created, updated, unchanged, not_found, conflict for an "
+        "impossible transition, invalid). Malformed commands also go to the .dlq companion. "
+        "Key: work order, technician or asset id.",
+    ),
+    topics.MAINTENANCE_EVENTS: (
+        WorkOrderEvent | SchedulePublished,
+        "The CMMS-neutral integration point, published through the scheduler's outbox "
+        "(at-least-once: dedupe on event_id; order one work order's events by "
+        "`work_order.version`). `work_order.*`: every change of a work order with the order as "
+        "it now stands; `work_order.completed` carries the findings (failure found, mode in "
+        "the ISO 14224-mapped taxonomy, cause, remedy, hours, cost, 5-whys): the platform's "
+        "ground-truth labels. `schedule.published`: a new plan with its solve figures, every "
+        "order's technician, start, what bound it and the risk it removes, and what moved "
+        "since the last plan and why. Key: asset id (work orders), `schedule` (plans).",
     ),
 }
 

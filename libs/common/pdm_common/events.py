@@ -8,7 +8,7 @@ emits itself carry the envelope and evolve additively within a major version.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -19,6 +19,7 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    model_validator,
 )
 
 
@@ -142,6 +143,17 @@ class AlarmFields(BaseModel):
     model_name: str | None = None
     model_version: str | None = None
     opened_at: AwareDatetime
+    conditions: list[str] = Field(
+        default_factory=list,
+        description="Flood control: every condition of the asset this one alarm stands for, "
+        "the one that opened it first, then those that went into alarm within "
+        "`PDM_ANOMALY_GROUP_WINDOW_S` of its opening (event time) and joined it instead of "
+        "opening alarms of their own. Empty only on events from before grouping.",
+    )
+    sensors: list[str] = Field(
+        default_factory=list,
+        description="The sensors those conditions name, sorted (`multivariate` names none).",
+    )
 
 
 class AlarmState(AlarmFields):
@@ -164,6 +176,12 @@ class AlarmEvent(AlarmFields, Envelope):
 
     One alarm exists per (asset, condition) at a time; `alarm_id` names it across its events.
     `reading_ts` is the time of the reading that caused the change (event time, not wall time).
+
+    Flood control: conditions of one asset that go into alarm within the grouping window of
+    an open alarm's opening join it (`conditions`, `sensors`) rather than opening their own,
+    so the operator gets one alarm per incident, not one per sensor. A join is published as
+    `alarm.escalated` with `joined_condition` set (the alarm now covers more; `severity` is the
+    worst of its conditions). A shelved asset or sensor opens no alarm at all.
     """
 
     event_type: Literal[
@@ -173,6 +191,10 @@ class AlarmEvent(AlarmFields, Envelope):
     actor: str | None = Field(None, description="Who acknowledged or assigned (commands only).")
     assignee: str | None = None
     note: str | None = None
+    joined_condition: str | None = Field(
+        None,
+        description="On an `alarm.escalated` caused by grouping: the condition that joined.",
+    )
 
 
 class AlarmCommand(BaseModel):
@@ -186,6 +208,82 @@ class AlarmCommand(BaseModel):
     actor: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     assignee: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
     note: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+#: Longest a shelf may last by contract; the anomaly service may be configured shorter
+#: (`PDM_ANOMALY_SHELF_MAX_HOURS`). ISA-18.2 shelving is temporary by definition.
+MAX_SHELF_DURATION = timedelta(days=7)
+
+
+class ShelfCommand(BaseModel):
+    """A request on `pdm.anomaly.commands.v1` (key: asset id) to shelve or unshelve alarms.
+
+    `shelve` stops new alarms of `asset_id` (of its `sensor` only, when given) from opening
+    until `expires_at`, with the operator's `reason` (required): ISA-18.2 / EEMUA 191
+    shelving, temporary and accountable. Suppressed occurrences are not lost: each one is
+    logged, counted in `pdm_alarms_suppressed_total` and on the shelf (`suppressed`). Alarms
+    already open are not affected. Shelving an already shelved target replaces its reason,
+    actor and expiry. `unshelve` ends the shelf of that target at once; a shelf also ends by
+    itself at `expires_at`. Coverage is by reading time, so a replay decides the same.
+    Applied once per `command_id` (the new shelf's id); a malformed command, or a shelve
+    whose expiry is past or too far, is dead-lettered (`invalid`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    command_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    action: Literal["shelve", "unshelve"]
+    asset_id: AssetId
+    sensor: SensorName | None = Field(None, description="Only this sensor; none: the asset.")
+    actor: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = Field(
+        None, description="Why (required to shelve)."
+    )
+    expires_at: AwareDatetime | None = Field(
+        None, description="When the shelf ends by itself (required to shelve)."
+    )
+
+    @model_validator(mode="after")
+    def _shelve_needs_reason_and_expiry(self) -> ShelfCommand:
+        if self.action == "shelve" and (self.reason is None or not self.reason.strip()):
+            raise ValueError("shelve needs a reason")
+        if self.action == "shelve" and self.expires_at is None:
+            raise ValueError("shelve needs expires_at")
+        return self
+
+
+class _CommandAction(BaseModel):
+    action: Literal["acknowledge", "assign", "shelve", "unshelve"]
+
+
+def parse_anomaly_command(raw: bytes) -> AlarmCommand | ShelfCommand:
+    """One message of `pdm.anomaly.commands.v1`, dispatched on `action` so that a bad command
+    gets the errors of the command it meant to be (or, without a known action, of that).
+    Raises `pydantic.ValidationError`."""
+    action = _CommandAction.model_validate_json(raw).action
+    if action in ("shelve", "unshelve"):
+        return ShelfCommand.model_validate_json(raw)
+    return AlarmCommand.model_validate_json(raw)
+
+
+class AlarmShelf(BaseModel):
+    """A shelf as it stands: one row of the anomaly service's `alarm_shelves` (what the
+    gateway serves). `active` while neither unshelved nor expired; `suppressed` counts the
+    alarms it held back (one per episode of a condition, not per reading)."""
+
+    shelf_id: uuid.UUID
+    asset_id: str
+    sensor: str | None = None
+    reason: str
+    shelved_by: str
+    shelved_at: AwareDatetime
+    expires_at: AwareDatetime
+    unshelved_by: str | None = None
+    unshelved_at: AwareDatetime | None = None
+    suppressed: int = 0
+    last_suppressed_at: AwareDatetime | None = None
+    last_suppressed_condition: str | None = None
+    active: bool
 
 
 Criticality = Literal["low", "medium", "high", "critical"]

@@ -20,6 +20,7 @@ from pdm_anomaly.handlers import (
 )
 from pdm_anomaly.models import SnapshotModels, detector_factory
 from pdm_anomaly.settings import AnomalySettings
+from pdm_anomaly.shelves import ShelfIndex
 from pdm_anomaly.storage import AlarmStore
 from pdm_common import topics
 from pdm_common.broker import subscribe_reliably
@@ -55,15 +56,22 @@ def create_app(
     events = EventPublisher(store, kit.publisher)
     models = SnapshotModels(common.mlflow_tracking_uri, enabled=settings.multivariate)
     catalog = load_catalog(settings.sensors_file)
+    shelves = ShelfIndex()
+    policy = AlarmPolicy(
+        timedelta(seconds=settings.clear_after_s),
+        settings.open_after,
+        timedelta(seconds=settings.group_window_s),
+    )
     readings = ReadingsProcessor(
         store,
         events,
-        AlarmBook(AlarmPolicy(timedelta(seconds=settings.clear_after_s), settings.open_after)),
+        AlarmBook(policy, shelves=shelves),
         detectors=detector_factory(catalog),
         limits=load_limits(settings.limits_file),
         models=models.get,
         warmup_readings=settings.warmup_readings,
         warmup_max_age=timedelta(hours=settings.warmup_max_age_hours),
+        shelf_refresh_s=settings.shelf_refresh_s,
     )
 
     handler = kit.reliable
@@ -79,7 +87,11 @@ def create_app(
     subscribe_reliably(
         broker,
         topics.ANOMALY_COMMANDS,
-        handler(CommandsProcessor(store, events)),
+        handler(
+            CommandsProcessor(
+                store, events, shelves, shelf_max=timedelta(hours=settings.shelf_max_hours)
+            )
+        ),
         group_id=f"{settings.group_id}.commands",
         settings=common,
         max_records=500,

@@ -3,21 +3,25 @@
 Readings: validated events are scored per (asset, sensor) in reading-time order; scores feed
 the alarm book; alarm changes and their events are committed together (outbox), then the
 events are published, then (by the caller) offsets are committed. Commands: acknowledge and
-assign, applied once per command id.
+assign, shelve and unshelve, applied once per command id.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import structlog
+from prometheus_client import Counter
+from pydantic import ValidationError
 
 from pdm_anomaly import SERVICE
 from pdm_anomaly.alarms import AlarmBook, AlarmChange
 from pdm_anomaly.context import rebaseline
 from pdm_anomaly.models import DetectorFactory
+from pdm_anomaly.shelves import ShelfIndex, check_expiry
 from pdm_anomaly.state import AssetState, SnapshotModel, evaluate, warm_up
 from pdm_anomaly.storage import AlarmStore, UnknownAlarm
 from pdm_common import topics
@@ -32,8 +36,16 @@ from pdm_common.delivery import (
     event_outgoing,
     publish_or_pause,
 )
-from pdm_common.events import AlarmCommand, AlarmEvent, AssetContextChanged, ReadingsValidated
-from pdm_common.telemetry import metrics
+from pdm_common.events import (
+    AlarmCommand,
+    AlarmEvent,
+    AssetContextChanged,
+    ReadingsValidated,
+    ShelfCommand,
+    describe_validation,
+    parse_anomaly_command,
+)
+from pdm_common.telemetry import REGISTRY, metrics
 from pdm_ml.detectors.limits import Limit
 from pdm_ml.detectors.semantics import SensorCatalog
 
@@ -42,6 +54,19 @@ R = TypeVar("R")
 
 #: Most asset states kept; past it the least recently used are dropped (and warmed up again).
 MAX_ASSETS = 100_000
+
+ALARMS_SUPPRESSED = Counter(
+    "pdm_alarms_suppressed_total",
+    "Alarms a shelf held back (one per episode of a condition), by service.",
+    ["service"],
+    registry=REGISTRY,
+)
+ALARMS_GROUPED = Counter(
+    "pdm_alarms_grouped_total",
+    "Conditions that joined an open alarm of their asset instead of opening their own.",
+    ["service"],
+    registry=REGISTRY,
+)
 
 
 def outgoing(
@@ -89,10 +114,14 @@ class ReadingsProcessor:
         models: Callable[[str | None], SnapshotModel | None] = lambda _t: None,
         warmup_readings: int = 1024,
         warmup_max_age: timedelta = timedelta(days=7),
+        shelf_refresh_s: float = 2.0,
     ) -> None:
         self.store = store
         self.events = events
         self.book = book
+        #: the shelves are re-read this often: another replica's command consumer may apply them
+        self.shelf_refresh_s = shelf_refresh_s
+        self._shelves_read = float("-inf")
         self.detectors = detectors
         self.limits = limits
         self.models = models
@@ -104,6 +133,7 @@ class ReadingsProcessor:
         return decode_json(delivery, ReadingsValidated)
 
     async def process(self, items: Sequence[tuple[Delivery, ReadingsValidated]]) -> list[Failure]:
+        await self._refresh_shelves()
         await self._warm_up_new_assets(items)
         changes: list[AlarmChange] = []
         trace: dict[str, dict[str, str]] = {}
@@ -130,11 +160,20 @@ class ReadingsProcessor:
                     if change is not None:
                         changes.append(change)
                         trace.setdefault(event.asset_id, delivery.trace_context())
+                        _count(change)
         touched = self.book.take_touched()
         if changes or touched:
             recorded = await db_call(self.store.record(changes, touched))
             await self.events.publish(recorded, trace)
         return []
+
+    async def _refresh_shelves(self) -> None:
+        """Adopt the stored shelves (start-up, then every `shelf_refresh_s`)."""
+        now = time.monotonic()
+        if now - self._shelves_read < self.shelf_refresh_s:
+            return
+        self.book.shelves.replace_all(await db_call(self.store.shelves()))
+        self._shelves_read = now
 
     async def _warm_up_new_assets(
         self, items: Sequence[tuple[Delivery, ReadingsValidated]]
@@ -180,22 +219,61 @@ class ReadingsProcessor:
             self.book.forget_asset(asset_id)
 
 
-class CommandsProcessor:
-    """`delivery.BatchProcessor` for `pdm.anomaly.commands.v1` (acknowledge, assign)."""
+def _count(change: AlarmChange) -> None:
+    if change.kind == "alarm.joined":
+        ALARMS_GROUPED.labels(SERVICE).inc()
+    elif change.kind == "alarm.suppressed":
+        ALARMS_SUPPRESSED.labels(SERVICE).inc()
+        log.info(
+            "alarm suppressed by a shelf",
+            asset_id=change.alarm.asset_id,
+            condition=change.alarm.condition,
+            severity=change.alarm.severity,
+            reading_ts=change.reading_ts.isoformat(),
+            shelf_id=str(change.shelf_id),
+        )
 
-    def __init__(self, store: AlarmStore, events: EventPublisher) -> None:
+
+class CommandsProcessor:
+    """`delivery.BatchProcessor` for `pdm.anomaly.commands.v1` (acknowledge, assign; shelve,
+    unshelve: applied shelves go into `shelves`, the index this process's book reads, at once;
+    other processes re-read them from the table)."""
+
+    def __init__(
+        self,
+        store: AlarmStore,
+        events: EventPublisher,
+        shelves: ShelfIndex | None = None,
+        shelf_max: timedelta = timedelta(days=7),
+    ) -> None:
         self.store = store
         self.events = events
+        self.shelves = shelves if shelves is not None else ShelfIndex()
+        self.shelf_max = shelf_max
 
-    def decode(self, delivery: Delivery) -> AlarmCommand:
-        command = decode_json(delivery, AlarmCommand)
+    def decode(self, delivery: Delivery) -> AlarmCommand | ShelfCommand:
+        try:
+            command = parse_anomaly_command(delivery.value)
+        except ValidationError as exc:
+            raise PermanentError(describe_validation(exc), reason="invalid") from None
+        if isinstance(command, ShelfCommand):
+            if command.expires_at is not None and command.action == "shelve":
+                why = check_expiry(command.expires_at, datetime.now(UTC), self.shelf_max)
+                if why is not None:
+                    raise PermanentError(why, reason="invalid")
+            return command
         if command.action == "assign" and not command.assignee:
             raise PermanentError("assign needs an assignee", reason="invalid")
         return command
 
-    async def process(self, items: Sequence[tuple[Delivery, AlarmCommand]]) -> list[Failure]:
+    async def process(
+        self, items: Sequence[tuple[Delivery, AlarmCommand | ShelfCommand]]
+    ) -> list[Failure]:
         failures: list[Failure] = []
         for delivery, c in items:
+            if isinstance(c, ShelfCommand):
+                await self._shelf(c)
+                continue
             try:
                 event = await db_call(
                     self.store.apply_command(
@@ -214,6 +292,20 @@ class CommandsProcessor:
             if event is not None:
                 await self.events.publish([event])
         return failures
+
+    async def _shelf(self, c: ShelfCommand) -> None:
+        shelf = await db_call(self.store.apply_shelf(c, datetime.now(UTC)))
+        if shelf is not None:
+            self.shelves.put(shelf)
+        log.info(
+            f"{c.action} applied" if shelf is not None else f"{c.action}: nothing to change",
+            command_id=str(c.command_id),
+            asset_id=c.asset_id,
+            sensor=c.sensor,
+            actor=c.actor,
+            reason=c.reason,
+            expires_at=c.expires_at.isoformat() if c.expires_at else None,
+        )
 
 
 #: A context change this much older than an asset's newest reading was already part of the

@@ -38,6 +38,26 @@ class AnomalySettings(ServiceSettings):
     open_after: int = Field(
         1, ge=1, description="Anomalous evaluations in a row needed to open an alarm."
     )
+    group_window_s: float = Field(
+        120.0,
+        ge=0,
+        description="Flood control: a condition of an asset that goes into alarm within this "
+        "long (reading time) of the opening of an alarm open on the asset joins that alarm "
+        "instead of opening its own (0: one alarm per condition).",
+    )
+    shelf_max_hours: float = Field(
+        168.0,
+        gt=0,
+        le=168.0,
+        description="Longest a shelf may last (ISA-18.2 shelving is temporary); a shelve "
+        "command expiring later is dead-lettered. At most the contract's 7 days.",
+    )
+    shelf_refresh_s: float = Field(
+        2.0,
+        gt=0,
+        description="How often the readings consumer re-reads the shelves (another replica "
+        "may have applied the command).",
+    )
     limits_file: Path | None = Field(
         None, description="JSON file overriding static sensor limits per asset type."
     )

@@ -17,8 +17,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from pdm_anomaly import SERVICE
 from pdm_anomaly.alarms import Alarm, AlarmChange
+from pdm_anomaly.shelves import Shelf
 from pdm_common.db.pool import tables_exist
-from pdm_common.events import AlarmEvent
+from pdm_common.events import AlarmEvent, ShelfCommand
 
 
 class UnknownAlarm(LookupError):
@@ -26,7 +27,19 @@ class UnknownAlarm(LookupError):
 
 
 def event_for(change: AlarmChange) -> AlarmEvent:
+    """The published event of a change: a join is an escalation naming the joined condition."""
+    if change.kind == "alarm.joined":
+        return change.alarm.to_event(
+            SERVICE, "alarm.escalated", change.reading_ts, joined_condition=change.joined
+        )
     return change.alarm.to_event(SERVICE, change.kind, change.reading_ts)
+
+
+#: The columns of a shelf as `pdm_anomaly.shelves.Shelf` needs them (its end included).
+SHELF_COLUMNS = (
+    "shelf_id, asset_id, sensor, shelved_at, "
+    "LEAST(expires_at, COALESCE(unshelved_at, 'infinity')) AS ends_at"
+)
 
 
 class AlarmStore:
@@ -40,7 +53,9 @@ class AlarmStore:
         return self.pool
 
     async def schema_ready(self) -> bool:
-        return await tables_exist(self.pool, ("alarms", "alarm_events", "readings"))
+        return await tables_exist(
+            self.pool, ("alarms", "alarm_events", "alarm_shelves", "readings")
+        )
 
     async def warm_up_data(
         self, first_ts: dict[tuple[str, str], datetime], readings: int, max_age: timedelta
@@ -89,18 +104,44 @@ class AlarmStore:
         """Apply alarm changes and queue their events (outbox), in one transaction.
 
         An "opened" that collides with an alarm already open in the database (this consumer's
-        view was stale) is dropped, with its event: there is still exactly one open alarm.
+        view was stale) is dropped, with its event: there is still exactly one open alarm. A
+        join sets the group's conditions as the book has them (the same input gives the same
+        row); a suppression only counts on its shelf (no event).
         """
         events: list[AlarmEvent] = []
         async with self._pool.connection() as conn, conn.transaction():
             for change in changes:
                 a = change.alarm
-                if change.kind == "alarm.opened":
+                if change.kind == "alarm.suppressed":
+                    await conn.execute(
+                        "UPDATE alarm_shelves SET suppressed = suppressed + 1, "
+                        "last_suppressed_at = GREATEST(last_suppressed_at, %s), "
+                        "last_suppressed_condition = %s, updated_at = now() WHERE shelf_id = %s",
+                        (change.reading_ts, a.condition, change.shelf_id),
+                    )
+                    continue
+                if change.kind == "alarm.joined":
+                    cur = await conn.execute(
+                        "UPDATE alarms SET conditions = %s, sensors = %s, severity = %s, "
+                        "contributors = %s, last_anomalous_at = GREATEST(last_anomalous_at, %s), "
+                        "updated_at = now() WHERE alarm_id = %s AND status = 'open'",
+                        (
+                            list(a.conditions),
+                            list(a.sensors),
+                            a.severity,
+                            Jsonb(a.contributors),
+                            a.last_anomalous_at,
+                            a.alarm_id,
+                        ),
+                    )
+                    if cur.rowcount == 0:
+                        continue
+                elif change.kind == "alarm.opened":
                     cur = await conn.execute(
                         "INSERT INTO alarms (alarm_id, asset_id, asset_type, condition, status, "
                         "severity, detector, score, threshold, contributors, model_name, "
-                        "model_version, opened_at, last_anomalous_at) VALUES "
-                        "(%s, %s, %s, %s, 'open', %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                        "model_version, opened_at, last_anomalous_at, conditions, sensors) VALUES "
+                        "(%s, %s, %s, %s, 'open', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                         "ON CONFLICT (asset_id, condition) WHERE status = 'open' DO NOTHING",
                         (
                             a.alarm_id,
@@ -116,6 +157,8 @@ class AlarmStore:
                             a.model_version,
                             a.opened_at,
                             a.last_anomalous_at,
+                            list(a.conditions),
+                            list(a.sensors),
                         ),
                     )
                     if cur.rowcount == 0:
@@ -226,3 +269,64 @@ class AlarmStore:
             )
             await self._queue(conn, [event])
             return event
+
+    async def shelves(self, horizon: timedelta = timedelta(days=1)) -> list[Shelf]:
+        """Shelves that end after now - `horizon` (reading time may lag the wall clock: a
+        shelf just ended still covers readings from before its end that arrive late)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {SHELF_COLUMNS} FROM alarm_shelves "
+                "WHERE LEAST(expires_at, COALESCE(unshelved_at, 'infinity')) > now() - %s",
+                (horizon,),
+            )
+            return [Shelf(*row) for row in await cur.fetchall()]
+
+    async def apply_shelf(self, c: ShelfCommand, at: datetime) -> Shelf | None:
+        """Shelve or unshelve once per command id: the shelf as it now stands, or None when
+        the command was applied before (a duplicate) or there was nothing to unshelve.
+
+        Shelving a target that is shelved already replaces its reason, actor and expiry (it
+        keeps its id, start and count); one that expired is closed first, at its expiry."""
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "INSERT INTO alarm_commands_applied (command_id, alarm_id) VALUES (%s, NULL) "
+                "ON CONFLICT DO NOTHING",
+                (c.command_id,),
+            )
+            if cur.rowcount == 0:
+                return None
+            target = (c.asset_id, c.sensor or "")
+            await conn.execute(
+                "UPDATE alarm_shelves SET unshelved_at = expires_at, unshelved_by = 'expiry', "
+                "updated_at = now() WHERE asset_id = %s AND coalesce(sensor, '') = %s "
+                "AND unshelved_at IS NULL AND expires_at <= %s",
+                (*target, at),
+            )
+            if c.action == "shelve":
+                cur = await conn.execute(
+                    "INSERT INTO alarm_shelves (shelf_id, asset_id, sensor, reason, shelved_by, "
+                    "shelved_at, expires_at, command_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (asset_id, (coalesce(sensor, ''))) WHERE unshelved_at IS NULL "
+                    "DO UPDATE SET reason = EXCLUDED.reason, shelved_by = EXCLUDED.shelved_by, "
+                    "expires_at = EXCLUDED.expires_at, command_id = EXCLUDED.command_id, "
+                    f"updated_at = now() RETURNING {SHELF_COLUMNS}",
+                    (
+                        c.command_id,
+                        c.asset_id,
+                        c.sensor,
+                        c.reason,
+                        c.actor,
+                        at,
+                        c.expires_at,
+                        c.command_id,
+                    ),
+                )
+            else:
+                cur = await conn.execute(
+                    "UPDATE alarm_shelves SET unshelved_at = %s, unshelved_by = %s, "
+                    "updated_at = now() WHERE asset_id = %s AND coalesce(sensor, '') = %s "
+                    f"AND unshelved_at IS NULL RETURNING {SHELF_COLUMNS}",
+                    (at, c.actor, *target),
+                )
+            row = await cur.fetchone()
+            return None if row is None else Shelf(*row)

@@ -54,13 +54,19 @@ def test_flapping_input_gives_one_alarm_not_a_storm():
 
 
 def test_one_alarm_per_asset_and_condition():
-    book = AlarmBook(POLICY)
+    book = AlarmBook(AlarmPolicy(clear_after=timedelta(minutes=10), group_window=timedelta(0)))
     a = book.observe("p1", "t:robust_z", s("warning"), at(0))
     b = book.observe("p2", "t:robust_z", s("warning"), at(0))
     c = book.observe("p1", "v:robust_z", s("warning"), at(0))
     assert a and b and c
     assert len({a.alarm.alarm_id, b.alarm.alarm_id, c.alarm.alarm_id}) == 3
     assert len(book.open_alarms()) == 3
+    # with grouping (the default), p1's second condition joins p1's alarm instead
+    grouped = AlarmBook(POLICY)
+    first = grouped.observe("p1", "t:robust_z", s("warning"), at(0))
+    joined = grouped.observe("p1", "v:robust_z", s("warning"), at(0))
+    assert first and joined and joined.kind == "alarm.joined"
+    assert joined.alarm.alarm_id == first.alarm.alarm_id and len(grouped.open_alarms()) == 1
 
 
 def test_open_after_requires_consecutive_anomalies():

@@ -347,6 +347,8 @@ def test_shipped_migrations_are_ordered_and_packaged() -> None:
         "0005_prediction_timer",
         "0006_predictions_layout",
         "0007_gateway",
+        "0008_alarm_flood_control",
+        "0009_scheduler",
     ]
     assert (mig.MIGRATIONS_DIR / "0001_initial.sql").is_file()
     (initial,) = found[0].render("plain", settings())
@@ -374,6 +376,8 @@ def test_plan_without_database_shows_every_step() -> None:
         "0005_prediction_timer",
         "0006_predictions_layout",
         "0007_gateway",
+        "0008_alarm_flood_control",
+        "0009_scheduler",
     ]
     assert planned.steps[1].statements == mig.timescale_statements(settings())
     assert planned.steps[5].statements == mig.predictions_timescale_statements(settings())

@@ -1,5 +1,5 @@
-"""`alarms` (owned by the anomaly service), read only: acknowledging and assigning are
-commands to that service."""
+"""`alarms` and `alarm_shelves` (owned by the anomaly service), read only: acknowledging,
+assigning, shelving and unshelving are commands to that service."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from pdm_common.events import AlarmState
+from pdm_common.events import AlarmShelf, AlarmState
 from pdm_gateway.store.database import Store
 
 TABLE = "alarms"
@@ -17,6 +17,11 @@ TABLE = "alarms"
 COLUMNS = ", ".join(AlarmState.model_fields)
 #: Filters that are a plain equality on their column.
 EQUALITY_FILTERS = ("asset_id", "status", "severity", "condition", "assignee")
+#: A shelf as served (`AlarmShelf`): its columns, and whether it is in force now.
+SHELF_ACTIVE = "(unshelved_at IS NULL AND expires_at > now())"
+SHELF_COLUMNS = ", ".join(f for f in AlarmShelf.model_fields if f != "active") + (
+    f", {SHELF_ACTIVE} AS active"
+)
 
 
 class AlarmReader(Store):
@@ -58,5 +63,23 @@ class AlarmReader(Store):
             await cur.execute(
                 "SELECT " + COLUMNS + " FROM alarms WHERE alarm_id = %s",
                 [alarm_id],
+            )
+            return await cur.fetchone()
+
+    async def shelves(self, asset_id: str | None, limit: int) -> list[dict[str, Any]]:
+        """Shelves in force, soonest to expire first (of one asset when given)."""
+        async with self.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                "SELECT " + SHELF_COLUMNS + " FROM alarm_shelves WHERE " + SHELF_ACTIVE + " "
+                "AND (%(asset_id)s::text IS NULL OR asset_id = %(asset_id)s) "
+                "ORDER BY expires_at, shelf_id LIMIT %(limit)s",
+                {"asset_id": asset_id, "limit": limit},
+            )
+            return await cur.fetchall()
+
+    async def shelf(self, shelf_id: str) -> dict[str, Any] | None:
+        async with self.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                "SELECT " + SHELF_COLUMNS + " FROM alarm_shelves WHERE shelf_id = %s", [shelf_id]
             )
             return await cur.fetchone()
