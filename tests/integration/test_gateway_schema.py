@@ -1,5 +1,5 @@
-"""Schemathesis against the gateway's own OpenAPI document, on the real stack (gateway and
-ingest processes, broker, PostgreSQL): generated requests (valid and invalid, a bounded
+"""Schemathesis against the gateway's own OpenAPI document, on the real stack (gateway,
+ingest and scheduler processes, broker, PostgreSQL): generated requests (valid and invalid, a bounded
 number per operation) never get a 5xx, and every answer matches the documented status
 codes, content types and schemas.
 
@@ -55,6 +55,7 @@ def live_gateway(
         "PDM_DATABASE_URL": migrated_database_url,
         "PDM_KAFKA_PARTITIONS": "1",
         "PDM_GATEWAY_REPLY_TIMEOUT_S": "30",  # a loaded CI machine must not turn into a 504
+        "PDM_SCHEDULER_WHAT_IF_TIME_LIMIT_S": "1",
     }
     made = subprocess.run(
         [sys.executable, "-m", "pdm_tools.cli", "apikey", "create", "--name", "schemathesis",
@@ -67,21 +68,22 @@ def live_gateway(
     assert made.returncode == 0, made.stderr
     services = [
         ServiceProcess("ingest", env, tmp / "ingest.log").start(),
+        ServiceProcess("scheduler", env, tmp / "scheduler.log").start(),
         ServiceProcess("gateway", env, tmp / "gateway.log").start(),
     ]
-    base, key = f"http://127.0.0.1:{services[1].port}", made.stdout.strip()
-    # Ready is not yet joined: wait until ingest's asset-command consumer answers.
-    deadline = time.monotonic() + 90
-    while True:
-        answer = httpx.post(
-            base + "/v1/assets",
-            json={"asset_id": "warm-up"},
-            headers={"Authorization": f"Bearer {key}"},
-            timeout=60,
-        )
-        if answer.status_code in (201, 409) or time.monotonic() > deadline:
-            assert answer.status_code in (201, 409), answer.text
-            break
+    base, key = f"http://127.0.0.1:{services[-1].port}", made.stdout.strip()
+    auth = {"Authorization": f"Bearer {key}"}
+    # Ready is not yet joined: wait until ingest's and the scheduler's command consumers answer.
+    for method, path, body, ok in (
+        ("POST", "/v1/assets", {"asset_id": "warm-up"}, (201, 409)),
+        ("POST", "/v1/schedule/replan", None, (200, 202)),
+    ):
+        deadline = time.monotonic() + 90
+        while True:
+            answer = httpx.request(method, base + path, json=body, headers=auth, timeout=60)
+            if answer.status_code in ok or time.monotonic() > deadline:
+                assert answer.status_code in ok, answer.text
+                break
     yield base, key
     for service in services:
         service.stop()

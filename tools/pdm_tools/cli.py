@@ -10,6 +10,7 @@ import typer
 from pdm_gateway.cli import apikey_app
 from pdm_tools.db_cli import register as register_db
 from pdm_tools.dlq_cli import dlq_app
+from pdm_tools.maintenance_cli import schedule_app, technicians_app, workorders_app
 from pdm_tools.replay_cli import replay_app
 from pdm_tools.stack.cli import stack_app
 from pdm_tools.train.cli import train_app
@@ -24,6 +25,9 @@ app.add_typer(train_app, name="train")
 app.add_typer(replay_app, name="replay")
 register_db(app)
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(workorders_app, name="workorders")
+app.add_typer(schedule_app, name="schedule")
+app.add_typer(technicians_app, name="technicians")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics of the platform.")
 app.add_typer(topics_app, name="topics")
 

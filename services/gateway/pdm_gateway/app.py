@@ -30,11 +30,20 @@ from pdm_common.service import BackgroundTask
 from pdm_common.settings import CommonSettings
 from pdm_common.telemetry import REGISTRY, configure_logging
 from pdm_gateway import SERVICE, probes
-from pdm_gateway.api import admin, alarms, assets, predictions, readings, simulator
+from pdm_gateway.api import (
+    admin,
+    alarms,
+    assets,
+    maintenance,
+    predictions,
+    readings,
+    reliability,
+    simulator,
+)
 from pdm_gateway.api import stream as stream_api
 from pdm_gateway.bus import Bus
 from pdm_gateway.latest import LatestCache
-from pdm_gateway.middleware import AuditLog, BodyLimit
+from pdm_gateway.middleware import AuditLog, BodyLimit, NoNulInQuery
 from pdm_gateway.problems import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
 from pdm_gateway.problems import ProblemDetail
 from pdm_gateway.problems import install as install_problems
@@ -125,6 +134,8 @@ def create_app(
     # readings first: the hottest route (latest readings) is matched before the others
     for module in (readings, assets, alarms, predictions, simulator, admin, stream_api):
         app.include_router(module.router)
+    for module in (maintenance, reliability):
+        app.include_router(module.router)
 
     async def database() -> bool:
         return await ping(db.pool) if db.pool else False
@@ -153,12 +164,13 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key"],
             expose_headers=["Retry-After", "X-Next-Cursor"],
         )
     # Outermost last: the audit log also records what the body limit refused.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(NoNulInQuery)
     app.add_middleware(AuditLog, audit=stores.audit)
     return app
 

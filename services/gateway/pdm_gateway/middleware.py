@@ -73,6 +73,29 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+class NoNulInQuery:
+    """422 for a query string holding a NUL character (`%00`): no parameter accepts one, and
+    PostgreSQL refuses it in text, so without this check a filter would fail as a 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        query: bytes = scope.get("query_string", b"") if scope["type"] == "http" else b""
+        if b"%00" in query or b"\x00" in query:
+            response = problem_response(
+                None,
+                422,
+                "a query parameter contains a NUL character (%00), which no parameter accepts",
+                slug="validation",
+                title="Invalid request",
+                errors=[{"loc": ["query"], "msg": "NUL character", "type": "nul_character"}],
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 class AuditLog:
     """Record every write request (who, what, result) in `audit_log` after it is answered.
     A failed audit insert is logged, not turned into an error: the write itself happened."""

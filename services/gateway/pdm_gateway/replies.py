@@ -11,6 +11,7 @@ from typing import Annotated
 from pydantic import Field, TypeAdapter
 
 from pdm_common.events import AssetCommandResult, Prediction, PredictionBatch, PredictionError
+from pdm_common.maintenance import MaintenanceCommandResult
 
 #: The prediction service's answer to one `PredictionRequest`.
 PREDICTION: TypeAdapter[Prediction | PredictionError] = TypeAdapter(
@@ -22,3 +23,5 @@ PREDICTION_BATCH: TypeAdapter[PredictionBatch | PredictionError] = TypeAdapter(
 )
 #: Ingest's answer to an `AssetCommand`.
 ASSET_COMMAND: TypeAdapter[AssetCommandResult] = TypeAdapter(AssetCommandResult)
+#: The scheduler's answer to a `MaintenanceCommand`.
+MAINTENANCE_COMMAND: TypeAdapter[MaintenanceCommandResult] = TypeAdapter(MaintenanceCommandResult)
