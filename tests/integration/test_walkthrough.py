@@ -1,9 +1,12 @@
 """The README walkthrough as a test, on the real stack: simulator -> ingest -> anomaly ->
-prediction, all driven and observed through the API gateway only.
+prediction -> scheduler, all driven and observed through the API gateway only.
 
 A bearing failure injected on one pump (through `/v1/simulator/...`) must open an alarm on
 that pump and none on the healthy ones, show on the live stream, and make that pump's
-predicted failure probability rise above the healthy pumps'; clearing it repairs the pump.
+predicted failure probability rise above the healthy pumps'; a predictive work order then
+opens by itself with a deadline from the RUL and is scheduled on a qualified technician of
+the demo crew before it; completing it through the API with the failure found repairs the
+simulated pump. The healthy pumps get no work order.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import sys
 import httpx
 import pytest
 import websockets
+
+from pdm_tools.bootstrap import DEMO_CREW, seed_demo_crew
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PUMPS = ("pump-001", "pump-002", "pump-003")
@@ -67,6 +72,8 @@ async def test_walkthrough_bearing_failure_on_one_pump(kafka, db_url, mlflow_uri
         PDM_SIMULATOR_FLEET=json.dumps({"pump": 3}),
         PDM_SIMULATOR_RATE_HZ="5",
     )
+    start_service("scheduler", PDM_SCHEDULER_REPLAN_DEBOUNCE_S="1")
+    await seed_demo_crew(kafka)
     gateway = start_service("gateway", PDM_GATEWAY_REPLY_TIMEOUT_S="20")
     auth = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(
@@ -139,17 +146,52 @@ async def test_walkthrough_bearing_failure_on_one_pump(kafka, db_url, mlflow_uri
 
         await poll(alarm_prediction, 60, "an alarm-triggered prediction")
 
-        # repaired: the simulator confirms with ground truth, seen on the live stream (the
-        # probability itself lags: a repaired bearing stays hot for minutes, docs/models.md)
+        # a predictive work order opened by itself, scheduled before its deadline on a
+        # technician of the demo crew who has the skill; none for the healthy pumps
+        async def scheduled_order():  # type: ignore[no-untyped-def]
+            page = (await api.get("/v1/work-orders", params={"asset_id": BROKEN})).json()
+            return [o for o in page["items"] if o["status"] == "scheduled"]
+
+        [order] = await poll(scheduled_order, 120, f"a scheduled work order for {BROKEN}")
+        assert order["type"] == "predictive" and order["source"] == "prediction", order
+        crew = {str(t["technician_id"]): t["skills"] for t in DEMO_CREW}
+        assert order["skill"] in crew[order["technician_id"]], order
+        assert order["due_by"] is not None and order["scheduled_start"] <= order["due_by"], order
+        for pump in PUMPS:
+            if pump != BROKEN:
+                page = (await api.get("/v1/work-orders", params={"asset_id": pump})).json()
+                assert page["items"] == [], page
+
+        # completing it with the failure found repairs the pump: the simulator confirms with
+        # ground truth, seen on the live stream (the probability itself lags: a repaired
+        # bearing stays hot for minutes, docs/models.md)
         truth_url = (
             f"ws://127.0.0.1:{gateway.port}/v1/stream?types=truth&asset_id={BROKEN}&api_key={key}"
         )
         async with websockets.connect(truth_url) as ws:
             assert json.loads(await ws.recv())["type"] == "subscribed"
-            cleared = await api.post(f"/v1/simulator/assets/{BROKEN}/clear")
-            assert cleared.status_code == 202
+            moves = f"/v1/work-orders/{order['work_order_id']}/transitions"
+            started = await api.post(moves, json={"action": "start"})
+            assert started.status_code == 200, started.text
+            findings = {
+                "failure_found": True,
+                "failure_mode": "bearing_degradation",
+                "cause": "bearing wear",
+                "remedy": "bearing replaced",
+                "actual_hours": 2.5,
+            }
+            done = await api.post(moves, json={"action": "complete", "findings": findings})
+            assert done.status_code == 200, done.text
+            assert done.json()["status"] == "completed"
             while True:
-                frame = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 60))
                 if frame["event"]["event_type"] == "failure.cleared":
                     break
             assert frame["event"]["mode"] == "bearing_degradation"
+        detail = (await api.get(f"/v1/work-orders/{order['work_order_id']}")).json()
+        assert [t["to_status"] for t in detail["transitions"]] == [
+            "open",
+            "scheduled",
+            "in_progress",
+            "completed",
+        ]

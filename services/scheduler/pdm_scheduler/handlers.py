@@ -171,7 +171,11 @@ class CommandsProcessor:
                     message=command.error,
                 )
             else:
-                answer = await self.answer(command)
+                try:
+                    answer = await self.answer(command)
+                except PermanentError as exc:  # this command alone, e.g. a NUL in a string
+                    failures.append(Failure(delivery, exc))
+                    answer = result(command, "invalid", str(exc))
                 log.info(
                     "maintenance command",
                     action=command.action,

@@ -112,15 +112,16 @@ def assess(prediction: Prediction, settings: SchedulerSettings) -> Assessment:
     by_rul = p10 is not None and p10 <= settings.rul_open_h
     reasons = []
     if by_probability:
+        shown = "?" if probability is None else f"{probability:.2f}"
+        threshold = prediction.decision_threshold
         reasons.append(
-            f"P(failure) {probability:.2f} >= threshold {prediction.decision_threshold or 0.5:.2f}"
+            f"P(failure) {shown} >= threshold {'?' if threshold is None else f'{threshold:.2f}'}"
         )
     if by_rul:
         reasons.append(f"RUL p10 {p10:.1f} h <= {settings.rul_open_h:g} h")
     due_by: datetime | None = None
     if by_probability or by_rul:
-        hours = p10 if p10 is not None and p10 <= settings.default_due_h else settings.default_due_h
-        due_by = as_of + timedelta(hours=hours)
+        due_by = as_of + timedelta(hours=p10 if p10 is not None else settings.default_due_h)
     return Assessment(
         as_of=as_of,
         at_risk=by_probability or by_rul,

@@ -144,8 +144,9 @@ class Planner:
             orders, technicians, windows = await self.store.planning_inputs()
             _, previous = await self.store.current_plan()
             inputs = self._inputs(orders, technicians, windows)
+            limit = None if full else self.settings.replan_time_limit_s
             summary, violations, planned = await asyncio.to_thread(
-                make_plan, inputs, previous, self.params(), trigger=trigger, full=full
+                make_plan, inputs, previous, self.params(limit), trigger=trigger, full=full
             )
             if violations:
                 PLANS.labels("refused").inc()

@@ -34,7 +34,16 @@ class SchedulerSettings(ServiceSettings):
     replan_interval_s: float = Field(
         900.0, gt=0, description="A full re-plan at least this often, changes or not."
     )
-    solver_time_limit_s: float = Field(10.0, gt=0, le=300, description="CP-SAT time cap.")
+    solver_time_limit_s: float = Field(
+        10.0, gt=0, le=300, description="CP-SAT time cap of a full re-plan (timer, first plan)."
+    )
+    replan_time_limit_s: float = Field(
+        2.0,
+        gt=0,
+        le=300,
+        description="CP-SAT time cap of a re-plan after a change (the neighbourhood of what "
+        "changed, warm-started), so an urgent order is placed within seconds.",
+    )
     what_if_time_limit_s: float = Field(5.0, gt=0, le=60, description="Time cap of a what-if.")
     budget_per_week: float | None = Field(
         None, ge=0, description="Labour + parts spend allowed per week; empty: no limit."

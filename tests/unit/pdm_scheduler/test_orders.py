@@ -111,3 +111,10 @@ def test_commands_missing_what_their_action_needs_are_malformed() -> None:
     assert check(create) == "fields.type: required to create a work order"
     ok = decode_command(b'{"action": "replan", "actor": "a"}', default)
     assert isinstance(ok, MaintenanceCommand) and ok.command_id == default
+
+
+def test_the_deadline_is_the_rul_p10_however_far_and_the_default_only_without_rul() -> None:
+    far = assess(prediction(failure_predicted=True, rul_p10=200, rul_unit="hours"), SETTINGS)
+    assert far.due_by == NOW + timedelta(hours=200)
+    no_rul = assess(prediction(failure_predicted=True), SETTINGS)
+    assert no_rul.due_by == NOW + timedelta(hours=72)
