@@ -61,7 +61,8 @@ class SchedulerSettings(ServiceSettings):
         48.0,
         gt=0,
         description="A prediction whose RUL p10 (hours) is at or below this opens a predictive "
-        "order, as does one whose probability crosses its model's own decision threshold.",
+        "order when its RUL p50 is too or its probability is at least half its model's "
+        "decision threshold; a probability over the threshold opens one by itself.",
     )
     default_due_h: float = Field(
         72.0, gt=0, description="Deadline of a predictive order that has no RUL (hours)."

@@ -51,6 +51,16 @@ def test_rul_p10_inside_the_window_puts_the_asset_at_risk_with_its_deadline() ->
     assert not healthy.at_risk  # a RUL at the model's cap is not a reason to visit
 
 
+def test_a_rul_p10_alone_needs_the_probability_or_the_median_to_agree() -> None:
+    wide = dict(rul_p10=7, rul_p50=72, rul_p90=72, rul_unit="hours", decision_threshold=0.4)
+    healthy = assess(prediction(failure_probability=0.03, **wide), SETTINGS)
+    assert not healthy.at_risk and healthy.due_by is None
+    rising = assess(prediction(failure_probability=0.2, **wide), SETTINGS)
+    assert rising.at_risk and "RUL p10 7.0 h" in rising.why
+    median = dict(wide, rul_p50=30)
+    assert assess(prediction(failure_probability=0.03, **median), SETTINGS).at_risk
+
+
 def test_rul_in_cycles_is_converted_and_unknown_units_are_ignored() -> None:
     cycles = prediction(rul_p10=10, rul_p50=20, rul_p90=30, rul_unit="cycles")
     assert rul_hours(cycles, 2.0) == (20.0, 40.0, 60.0)
