@@ -1,0 +1,147 @@
+"""Model-lifecycle contracts: drift reports, retrains, alias moves and the commands of
+`pdm.drift.commands.v1`.
+
+The drift service owns the lifecycle of served models: it checks the features each champion
+sees in production against the reference its training run logged (`DriftReport` on
+`pdm.drift.v1`), retrains on triggers (`RetrainEvent`), registers a challenger and judges it
+against the champion, and moves the `champion` / `previous` aliases (announced as
+`ModelAliasMoved` on `pdm.models.v1`, kept in an alias history served by the API).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from pdm_common.events import Envelope
+
+#: Registered model names the platform serves: `<task>-<asset type>` (failure-pump, ...).
+MODEL_NAME_PATTERN = r"^(failure|rul|anomaly)-[a-z0-9][a-z0-9_-]{0,62}$"
+ModelName = Annotated[str, StringConstraints(pattern=MODEL_NAME_PATTERN)]
+Version = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}$")]
+Text = Annotated[str, StringConstraints(max_length=2000)]
+
+#: Alias of the version that held `champion` before the last move (rollback target).
+PREVIOUS = "previous"
+CHALLENGER = "challenger"
+
+DriftAction = Literal["check", "retrain", "promote", "rollback"]
+DriftTrigger = Literal["timer", "command", "champion", "drift", "performance", "labels", "schedule"]
+CommandStatus = Literal["ok", "accepted", "not_found", "conflict", "invalid", "unavailable"]
+
+
+class DriftCommand(BaseModel):
+    """A command on `pdm.drift.commands.v1` (key: model name, or `all`), answered on the
+    `reply_to` header's topic with a `DriftCommandResult` (request/reply).
+
+    - `check`: a drift check now of `model_name` (empty: every served model);
+    - `retrain`: retrain `model_name` (refused during its cooldown unless `force`);
+    - `promote`: move `champion` to `version` (empty: the `challenger`);
+    - `rollback`: move `champion` back to the `previous` version.
+
+    A command is applied once per `command_id` (a redelivery answers the stored result).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    command_id: uuid.UUID
+    action: DriftAction
+    model_name: ModelName | None = None
+    version: Version | None = None
+    reason: Text | None = None
+    actor: Annotated[str, StringConstraints(min_length=1, max_length=128)] = "operator"
+    force: bool = False
+
+
+class ColumnDrift(BaseModel):
+    """One column's verdict in a report (see `pdm_ml.drift.check` for the methods)."""
+
+    column: str
+    method: str
+    statistic: float | None
+    threshold: float | None
+    drifted: bool
+    psi: float | None = None
+    importance: float | None = None
+    reference_mean: float | None = None
+    current_mean: float | None = None
+    mean_shift: float | None = None
+    median_shift: float | None = None
+
+
+class DriftReport(Envelope):
+    """A drift check of one model's features (or one asset type's raw sensors) on
+    `pdm.drift.v1` (key: model name or `sensors-<asset type>`)."""
+
+    event_type: Literal["drift.report"] = "drift.report"
+    report_id: uuid.UUID
+    kind: Literal["features", "sensors"]
+    model_name: str | None = None
+    model_version: str | None = None
+    asset_type: str | None = None
+    trigger: DriftTrigger
+    window_start: AwareDatetime
+    window_end: AwareDatetime
+    reference_rows: int
+    current_rows: int
+    drifted_share: float = Field(description="Share of columns whose verdict is drift.")
+    weighted_share: float = Field(
+        description="Share of the model's feature importance carried by drifted columns."
+    )
+    drift_detected: bool
+    headlines: list[str] = Field(default_factory=list)
+    columns: list[ColumnDrift] = Field(default_factory=list)
+
+
+RetrainEventType = Literal["retrain.started", "retrain.finished", "retrain.failed"]
+
+
+class RetrainEvent(Envelope):
+    """A retrain of one model on `pdm.drift.v1` (key: model name). `finished` names the
+    challenger and the decision (promoted or not, both scores on the same held-out data);
+    `failed` never promotes anything."""
+
+    event_type: RetrainEventType
+    job_id: uuid.UUID
+    model_name: str
+    trigger: DriftTrigger
+    reason: str | None = None
+    challenger_version: str | None = None
+    champion_version: str | None = None
+    metric: str | None = None
+    challenger_score: float | None = None
+    champion_score: float | None = None
+    promoted: bool | None = None
+    decision: str | None = None
+    error: str | None = None
+
+
+class AliasChange(BaseModel):
+    """One move of a registry alias, as the alias history keeps it (which version served
+    production when, and why)."""
+
+    model_name: str
+    alias: str
+    version: str
+    previous_version: str | None = None
+    moved_at: AwareDatetime
+    actor: str
+    trigger: str
+    reason: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class DriftCommandResult(Envelope):
+    """The reply to a `DriftCommand` (the gateway maps `status` to HTTP: ok 200, accepted 202,
+    not_found 404, conflict 409 (e.g. a retrain in cooldown), invalid 422, unavailable 503)."""
+
+    event_type: Literal["drift.command_result"] = "drift.command_result"
+    command_id: uuid.UUID | None = None
+    action: str | None = None
+    status: CommandStatus
+    message: str | None = None
+    reports: list[uuid.UUID] = Field(default_factory=list)
+    job_id: uuid.UUID | None = None
+    alias_change: AliasChange | None = None
