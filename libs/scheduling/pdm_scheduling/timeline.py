@@ -148,9 +148,11 @@ def insert_displacing(
 ) -> Timeline:
     """`order` placed where the plan costs least (`value`), allowing it to push others aside:
     for each of its technicians, its earliest free start and its `options_per_tech` earliest
-    candidate starts; the `movable` orders it overlaps are taken out, and, if its budget period
-    lacks room for it and for those, the movable orders of that period that lose least by
-    waiting one period; the orders taken out go back in by `key` at their earliest free slots.
+    candidate starts that overlap only `movable` orders (frozen work, e.g. the frozen horizon's
+    first jobs of a shift, must not hide the hours right after it); the orders it overlaps are
+    taken out, and, if its budget period lacks room for it and for those, the movable orders of
+    that period that lose least by waiting one period; the orders taken out go back in by
+    `key` at their earliest free slots.
     `cost(order, slot)` prices one order (slot None: left out); options are compared by the
     change in the summed cost of the orders that moved. Returns a new timeline (the given one
     if nothing fits)."""
@@ -165,7 +167,10 @@ def insert_displacing(
         best = (cost(order, plain), first)
     state = prep.budgets.get(order.budget) if order.budget is not None else None
     for tid, mask in prep.candidates.get(order.id, {}).items():
-        for start in list(slots.bits(mask))[:options_per_tech]:
+        tried = 0
+        for start in slots.bits(mask):
+            if tried == options_per_tech:
+                break
             end = start + d
             overlapping = [
                 prep.orders[oid]
@@ -173,7 +178,8 @@ def insert_displacing(
                 if t2 == tid and s2 < end and start < s2 + prep.orders[oid].duration_h
             ]
             if not all(movable(o.id) for o in overlapping):
-                continue
+                continue  # a frozen order is in the way: not an option, try a later start
+            tried += 1
             trial = timeline.copy()
             for other in overlapping:
                 trial.remove(other)

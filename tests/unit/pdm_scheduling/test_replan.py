@@ -108,3 +108,28 @@ def test_replan_from_the_greedy_plan_releases_slots_that_no_longer_fit():
     second = replan(first, changed, SolverParams(time_limit_s=1.0))
     assert validate(changed, second) == []
     assert all(a.technician_id != gone or a.end_h <= 1 for a in second.scheduled)
+
+
+def test_an_urgent_order_goes_right_after_frozen_work_not_to_the_next_shift():
+    from pdm_scheduling.precheck import prepare
+    from pdm_scheduling.timeline import Timeline, edf_key, insert_displacing
+
+    mech = Technician("T0", frozenset({"mech"}), ((2, 10), (26, 34)), 50.0)
+    frozen = Order("F", "A1", "mech", 4, frozen_start=2, frozen_technician="T0")
+    later = Order("L", "A2", "mech", 4, due_h=60, failure_cost=1_000.0)
+    urgent = Order("U", "A3", "mech", 3, due_h=5, failure_cost=100_000.0, priority=3)
+    problem = Problem(horizon_h=48, technicians=(mech,), orders=(frozen, later, urgent))
+    prep = prepare(problem)
+    timeline = Timeline(prep)  # holds the frozen order at 2-6
+    timeline.place(later, "T0", 6)  # the rest of the shift is taken by movable work
+    placed = insert_displacing(
+        timeline,
+        urgent,
+        edf_key,
+        movable=lambda oid: oid != "F",
+        cost=lambda o, slot: 0 if slot is None else prep.costs[o.id].at(slot[1]),
+    ).placed
+    # every start before 6 overlaps the frozen job; 6 (pushing L to the next shift) is the
+    # option to take, not the next day's first free hour
+    assert placed["U"] == ("T0", 6) and placed["F"] == ("T0", 2)
+    assert placed["L"][1] >= 26
