@@ -102,6 +102,7 @@ def test_migrate_from_scratch_then_rerun_is_a_noop(fresh_db: str) -> None:
         "0008_alarm_flood_control",
         "0009_scheduler",
         "0010_drift",
+        "0011_shadow_predictions",
     ]
     assert any("storage branch: plain" in m for m in messages)
     recorded = _rows(fresh_db, "SELECT version, name, variant, applied_at FROM schema_migrations")
@@ -210,6 +211,7 @@ def test_concurrent_migrate_runs_are_serialised(fresh_db: str, tmp_path: Path) -
         "0008_alarm_flood_control",
         "0009_scheduler",
         "0010_drift",
+        "0011_shadow_predictions",
         "0099_slow",
     ]
     assert any("waiting for it to finish" in m for ms in messages for m in ms)

@@ -329,7 +329,38 @@ async def test_batches_alarms_timer_turbofan_and_promotion(
     }
     assert f"idle-{tag}" not in periodic_assets  # registered, but never reported
 
+    # a challenger is shadow-scored on the same requests: stored beside the champion's
+    # prediction, never published
+    from mlflow import MlflowClient
+
+    from pdm_common.events import ModelAliasMoved
+
     v2 = ai4i.register_ai4i(result, tracking_uri=mlflow_uri, name=failure_name)
+    MlflowClient(mlflow_uri).set_registered_model_alias(failure_name, "challenger", v2.version)
+    moved = ModelAliasMoved(
+        source="test", model_name=failure_name, alias="challenger", version=v2.version
+    )
+    await publish(kafka, [moved.model_dump(mode="json")], topic="pdm.models.v1")
+    shadows: list[tuple] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not shadows:
+        await asyncio.sleep(1)
+        with psycopg.connect(db_url) as conn:
+            shadows = conn.execute(
+                "SELECT s.asset_id, s.failure_model_version, p.failure_model_version, "
+                "s.failure_probability, p.failure_probability FROM shadow_predictions s "
+                "JOIN predictions p ON p.prediction_id = s.champion_prediction_id"
+            ).fetchall()
+    assert shadows, f"no shadow prediction\n{service.tail()}"
+    for asset, shadow_version, champion_version, shadow_p, champion_p in shadows:
+        assert asset in mills and (shadow_version, champion_version) == (v2.version, v1.version)
+        assert shadow_p == pytest.approx(champion_p)  # the same training: the same answer
+    published = [json.loads(r.value) for r in await read_topic(kafka, "pdm.predictions.v1")]
+    assert {p["models"].get("failure", {}).get("version") for p in published} <= {
+        v1.version,
+        None,
+    }
+
     decision = registry.promote_if_better(
         failure_name,
         v2.version,

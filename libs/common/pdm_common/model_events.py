@@ -64,3 +64,24 @@ class AliasMovedProcessor:
             if loaded is not None:
                 record_model_in_use(self.service, event.model_name, loaded.version, previous)
         return failures
+
+
+class AliasFollowers:
+    """One `pdm.models.v1` consumer feeding several caches (e.g. champions and challengers):
+    each processor sees every event; a delivery fails (to the DLQ) once even if several
+    processors refuse it."""
+
+    def __init__(self, processors: Sequence[AliasMovedProcessor]) -> None:
+        if not processors:
+            raise ValueError("AliasFollowers needs at least one processor")
+        self.processors = list(processors)
+
+    def decode(self, delivery: Delivery) -> ModelAliasMoved:
+        return decode_json(delivery, ModelAliasMoved)
+
+    async def process(self, items: Sequence[tuple[Delivery, ModelAliasMoved]]) -> list[Failure]:
+        failures: dict[int, Failure] = {}
+        for processor in self.processors:
+            for failure in await processor.process(items):
+                failures.setdefault(id(failure.delivery), failure)
+        return list(failures.values())

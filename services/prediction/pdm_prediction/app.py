@@ -8,11 +8,12 @@ from faststream.asgi import AsgiFastStream
 
 from pdm_common import topics
 from pdm_common.broker import subscribe_reliably
+from pdm_common.model_events import AliasFollowers
 from pdm_common.service import ServiceKit
 from pdm_common.settings import CommonSettings
 from pdm_prediction import SERVICE
 from pdm_prediction.handlers import AlarmsProcessor, RequestsProcessor
-from pdm_prediction.predictor import Predictor, ServedModels
+from pdm_prediction.predictor import Predictor, ServedModels, ShadowScorer
 from pdm_prediction.settings import PredictionSettings
 from pdm_prediction.storage import PredictionStore
 from pdm_prediction.timer import PeriodicScorer
@@ -27,6 +28,8 @@ def create_app(
     broker = kit.broker
     store = PredictionStore()
     models = ServedModels(common.mlflow_tracking_uri)
+    uri = common.mlflow_tracking_uri
+    shadow = ShadowScorer(store, settings, uri) if settings.shadow_scoring else None
 
     timer = PeriodicScorer(store, kit.publisher, settings)
     handler = kit.reliable
@@ -34,7 +37,9 @@ def create_app(
         broker,
         topics.PREDICTION_REQUESTS,
         handler(
-            RequestsProcessor(store, kit.publisher, Predictor(store, models, settings), settings)
+            RequestsProcessor(
+                store, kit.publisher, Predictor(store, models, settings), settings, shadow
+            )
         ),
         group_id=settings.group_id,
         settings=common,
@@ -48,7 +53,8 @@ def create_app(
         settings=common,
         max_records=settings.batch_max_records,
     )
-    kit.follow_model_events(models.processor(), settings.group_id)
+    followers = [models.processor()] + ([shadow.processor()] if shadow else [])
+    kit.follow_model_events(AliasFollowers(followers), settings.group_id)
 
     routed = [name for parts in settings.routes.values() for name in parts.values()]
     preload: asyncio.Task[None] | None = None

@@ -57,7 +57,7 @@ from pdm_common.events import (
 from pdm_common.request_reply import reply_headers, reply_outgoing, reply_to, send_replies
 from pdm_common.telemetry import REGISTRY
 from pdm_prediction import SERVICE
-from pdm_prediction.predictor import Predictor
+from pdm_prediction.predictor import Predictor, ShadowScorer
 from pdm_prediction.serving import ServingError
 from pdm_prediction.settings import PredictionSettings
 from pdm_prediction.storage import PredictionStore
@@ -73,6 +73,16 @@ SKIPPED = Counter(
     "pdm_prediction_skipped_total",
     "Periodic or alarm-triggered predictions that could not be made, by trigger and code.",
     ["trigger", "code"],
+    registry=REGISTRY,
+)
+SHADOWED = Counter(
+    "pdm_prediction_shadow_total",
+    "Challenger predictions stored beside the champion's (shadow scoring).",
+    registry=REGISTRY,
+)
+SHADOW_FAILED = Counter(
+    "pdm_prediction_shadow_failed_total",
+    "Batches whose shadow scoring failed (logged; the champions' predictions are unaffected).",
     registry=REGISTRY,
 )
 
@@ -151,11 +161,13 @@ class RequestsProcessor:
         publisher: Publisher,
         predictor: Predictor,
         settings: PredictionSettings,
+        shadow: ShadowScorer | None = None,
     ) -> None:
         self.store = store
         self.publisher = publisher
         self.predictor = predictor
         self.settings = settings
+        self.shadow = shadow
 
     def decode(self, delivery: Delivery) -> Decoded:
         return decode_request(delivery.value)
@@ -220,7 +232,27 @@ class RequestsProcessor:
         if isinstance(done[0], BaseException):
             raise done[0]
         await publish_or_pause(self.publisher, events, "predictions")
+        if self.shadow is not None and predictions:
+            await self._shadow(requests, [p for _, p in predictions])
         return failures
+
+    async def _shadow(
+        self, requests: Sequence[PredictionRequest], predictions: Sequence[Prediction]
+    ) -> None:
+        """Shadow-score challengers after the champions' answers are out. Best effort: a
+        failure here costs shadow rows (logged and counted), never the batch."""
+        assert self.shadow is not None
+        by_request = {r.request_id: r for r in requests}
+        pairs = [(by_request[p.request_id], p) for p in predictions if p.request_id in by_request]
+        try:
+            shadows = await self.shadow.score(pairs)
+            await db_call(self.store.record_shadow(shadows))
+        except Exception as exc:
+            SHADOW_FAILED.inc()
+            log.warning("shadow scoring failed", error=repr(exc), requests=len(pairs))
+            return
+        if shadows:
+            SHADOWED.inc(len(shadows))
 
     def _batch_reply(
         self,

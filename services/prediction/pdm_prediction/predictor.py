@@ -22,6 +22,7 @@ import structlog
 
 from pdm_common.db.pool import db_call
 from pdm_common.delivery import DependencyUnavailable
+from pdm_common.drift import CHALLENGER
 from pdm_common.events import ModelRef, Prediction, PredictionRequest
 from pdm_common.model_events import AliasMovedProcessor, record_model_in_use
 from pdm_common.registry import (
@@ -507,3 +508,73 @@ def failure_fields(result: FailureResult) -> dict[str, Any]:
         "failure_modes_basis": result.modes_basis,
         "top_factors": result.factors,
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Shadow scoring
+# --------------------------------------------------------------------------------------------
+
+#: Namespace of shadow prediction ids: one per (request, challenger versions).
+SHADOW_NS = uuid.UUID("0b6f1f4e-4d7e-4a61-9b6a-2b0c8f1f5d3e")
+
+
+class _Challengers(ServedModels):
+    """The challenger versions: loaded like champions, but not reported as models in use."""
+
+    async def get(self, name: str) -> LoadedModel:
+        return await self.cache.aget(name)
+
+
+class ShadowScorer:
+    """While a model has a `challenger`, score it on the same requests as the champion, by
+    the same code path (`Predictor` over the challenger versions), for the drift service's
+    live comparison. A request is shadow-scored only when every model its asset type routes
+    to has a challenger that is not the champion itself. Shadow predictions are stored, never
+    published: they open no work order and answer no client."""
+
+    def __init__(self, store: PredictionStore, settings: PredictionSettings, tracking_uri: str):
+        self.models = _Challengers(
+            tracking_uri,
+            ChampionCache(tracking_uri, loader=_load, alias=CHALLENGER, retry_after_s=60.0),
+        )
+        self.predictor = Predictor(store, self.models, settings)
+        self.settings = settings
+
+    def processor(self) -> AliasMovedProcessor:
+        """Reloads a challenger when its alias moves (`pdm.models.v1`)."""
+        return AliasMovedProcessor(self.models.cache, SERVICE)
+
+    async def score(
+        self, champions: Sequence[tuple[PredictionRequest, Prediction]]
+    ) -> list[tuple[Prediction, uuid.UUID]]:
+        """(shadow prediction, champion prediction id) for the requests with challengers."""
+        wanted: list[tuple[PredictionRequest, Prediction]] = []
+        for request, champion in champions:
+            if await self._has_challengers(request, champion):
+                wanted.append((request, champion))
+        if not wanted:
+            return []
+        outcomes = await self.predictor.predict_many([r for r, _ in wanted])
+        shadows: list[tuple[Prediction, uuid.UUID]] = []
+        for (request, champion), outcome in zip(wanted, outcomes, strict=True):
+            if isinstance(outcome, Prediction):
+                versions = ",".join(f"{m.name}:{m.version}" for m in outcome.models.values())
+                shadow_id = uuid.uuid5(SHADOW_NS, f"{request.request_id}|{versions}")
+                shadow = outcome.model_copy(update={"event_id": shadow_id})
+                shadows.append((shadow, champion.event_id))
+        return shadows
+
+    async def _has_challengers(self, request: PredictionRequest, champion: Prediction) -> bool:
+        try:
+            parts = route(request.asset_type, self.settings.routes)
+        except ServingError:
+            return False
+        served = {ref.name: ref.version for ref in champion.models.values()}
+        for name in parts.values():
+            try:
+                loaded = await self.models.cache.aget(name)
+            except RegistryError:
+                return False
+            if loaded.version == served.get(name):
+                return False  # the challenger was promoted: nothing to compare
+        return True

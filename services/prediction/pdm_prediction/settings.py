@@ -53,6 +53,11 @@ class PredictionSettings(ServiceSettings):
         "often (one replica queues the round); 0 turns the timer off.",
     )
     top_factors: int = Field(3, ge=1, le=20, description="TreeSHAP factors per prediction.")
+    shadow_scoring: bool = Field(
+        True,
+        description="While a model has a `challenger` version, also score it on the same "
+        "requests and store the result in `shadow_predictions` (never published).",
+    )
     factors_min_probability: float = Field(
         0.01,
         ge=0,

@@ -1,9 +1,11 @@
-"""Database access of the prediction service: its own `predictions` table, and reads of an
+"""Database access of the prediction service: its own `predictions` and
+`shadow_predictions` tables, and reads of an
 asset's latest `readings` for features (read only: ingest owns `readings` and `assets`, and
 they are where each asset's recent values are kept)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -87,34 +89,50 @@ class PredictionStore:
             )
             return [(str(a), str(t)) for a, t in await cur.fetchall()]
 
+    async def record_shadow(self, shadows: Sequence[tuple[Prediction, uuid.UUID]]) -> None:
+        """Store challenger predictions with the id of the champion's prediction they shadow
+        (a redelivered request is a no-op: the id derives from the request and versions)."""
+        if not shadows:
+            return
+        rows = [(*_row(p), champion) for p, champion in shadows]
+        async with self._pool.connection() as conn, conn.transaction():
+            await copy_insert_ignore(
+                conn,
+                "shadow_predictions",
+                (*COLUMNS, "champion_prediction_id"),
+                (*PG_TYPES, "uuid"),
+                rows,
+            )
+
     async def record(self, predictions: Sequence[Prediction]) -> None:
         """Store predictions in one transaction, by binary COPY (a redelivered request is a
         no-op: its request id is unique)."""
         if not predictions:
             return
-        rows: list[tuple[Any, ...]] = []
-        for p in predictions:
-            failure, rul = p.models.get("failure"), p.models.get("rul")
-            rows.append(
-                (
-                    p.event_id,
-                    p.occurred_at,
-                    p.asset_id,
-                    p.asset_type,
-                    p.request_id,
-                    p.as_of,
-                    failure.name if failure else None,
-                    failure.version if failure else None,
-                    p.failure_probability,
-                    rul.name if rul else None,
-                    rul.version if rul else None,
-                    p.rul_p10,
-                    p.rul_p50,
-                    p.rul_p90,
-                    p.health_score,
-                    p.confidence,
-                    Jsonb(p.model_dump(mode="json")),
-                )
-            )
+        rows = [_row(p) for p in predictions]
         async with self._pool.connection() as conn, conn.transaction():
             await copy_insert_ignore(conn, "predictions", COLUMNS, PG_TYPES, rows)
+
+
+def _row(p: Prediction) -> tuple[Any, ...]:
+    """A prediction as a row of `COLUMNS`."""
+    failure, rul = p.models.get("failure"), p.models.get("rul")
+    return (
+        p.event_id,
+        p.occurred_at,
+        p.asset_id,
+        p.asset_type,
+        p.request_id,
+        p.as_of,
+        failure.name if failure else None,
+        failure.version if failure else None,
+        p.failure_probability,
+        rul.name if rul else None,
+        rul.version if rul else None,
+        p.rul_p10,
+        p.rul_p50,
+        p.rul_p90,
+        p.health_score,
+        p.confidence,
+        Jsonb(p.model_dump(mode="json")),
+    )

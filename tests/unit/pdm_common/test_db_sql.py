@@ -350,6 +350,7 @@ def test_shipped_migrations_are_ordered_and_packaged() -> None:
         "0008_alarm_flood_control",
         "0009_scheduler",
         "0010_drift",
+        "0011_shadow_predictions",
     ]
     assert (mig.MIGRATIONS_DIR / "0001_initial.sql").is_file()
     (initial,) = found[0].render("plain", settings())
@@ -380,6 +381,7 @@ def test_plan_without_database_shows_every_step() -> None:
         "0008_alarm_flood_control",
         "0009_scheduler",
         "0010_drift",
+        "0011_shadow_predictions",
     ]
     assert planned.steps[1].statements == mig.timescale_statements(settings())
     assert planned.steps[5].statements == mig.predictions_timescale_statements(settings())
