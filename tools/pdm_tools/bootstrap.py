@@ -1,6 +1,6 @@
-"""What `make run` prepares before the services start: the initial models (trained and
-registered only when the registry has no champion for them), the demo API key and the
-demo maintenance crew."""
+"""What `make run` prepares around the services: the initial models (trained in the
+background once the platform runs, only when the registry has no champion for them), the
+demo API key and the demo maintenance crew."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -53,23 +55,81 @@ def registry_has_champion(tracking_uri: str) -> Callable[[str], bool]:
     return check
 
 
-def train_initial_models(env: Mapping[str, str], tracking_uri: str) -> None:
-    """Train what the registry lacks, showing each pipeline's own progress lines. A failed
-    training is reported and skipped: the platform still runs (those predictions answer
-    `no_champion` until `pdm train ...` succeeds)."""
-    todo = missing_models(registry_has_champion(tracking_uri))
-    if not todo:
-        typer.echo("   every initial model has a champion in the registry")
-        return
-    for i, (name, command) in enumerate(todo, 1):
-        typer.secho(f"   [{i}/{len(todo)}] {name}: pdm {' '.join(command)}", bold=True)
-        result = subprocess.run([sys.executable, "-m", "pdm_tools.cli", *command], env=dict(env))
-        if result.returncode != 0:
-            typer.secho(
-                f"   training {name} failed (exit {result.returncode}); the platform runs "
-                f"without it: retry with `.venv/bin/pdm {' '.join(command)}`",
-                fg="red",
-            )
+class InitialTraining:
+    """Trains what the registry lacks, one `pdm train ...` after the other, in a background
+    thread while the platform already runs (`make run` answers first, trains afterwards).
+    Each pipeline's output goes to `log`; `status()` is the status line's part. Every
+    training promotes and announces its champion on `pdm.models.v1`, so the running
+    services pick it up without a restart; a failed training is reported and skipped (those
+    predictions answer `no_champion` until `pdm train ...` succeeds)."""
+
+    def __init__(self, env: Mapping[str, str], tracking_uri: str, log: Path) -> None:
+        self.env = dict(env)
+        self.tracking_uri = tracking_uri
+        self.log = log
+        self.todo: list[tuple[str, tuple[str, ...]]] = []
+        self.done: list[str] = []
+        self.failed: list[str] = []
+        self.current: str | None = None
+        self.started = 0.0
+        self._child: subprocess.Popen[bytes] | None = None
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="initial-training", daemon=True)
+
+    def plan(self) -> list[tuple[str, tuple[str, ...]]]:
+        """What will be trained (asks the registry once)."""
+        self.todo = missing_models(registry_has_champion(self.tracking_uri))
+        return self.todo
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        child = self._child
+        if child is not None and child.poll() is None:
+            child.terminate()
+        self._thread.join(timeout=20)
+
+    def status(self) -> str:
+        if not self.todo:
+            return ""
+        finished = len(self.done) + len(self.failed)
+        if self.current is not None:
+            took = time.monotonic() - self.started
+            return f"training {finished + 1}/{len(self.todo)} {self.current} ({took:.0f}s)"
+        if finished == len(self.todo):
+            failed = f", {len(self.failed)} failed (see {self.log})" if self.failed else ""
+            return f"models trained{failed}"
+        return f"training {finished}/{len(self.todo)}"
+
+    def _run(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            for name, command in self.todo:
+                if self._stopped.is_set():
+                    return
+                self.current, self.started = name, time.monotonic()
+                out.write(f"== {name}: pdm {' '.join(command)}\n".encode())
+                out.flush()
+                self._child = subprocess.Popen(
+                    [sys.executable, "-m", "pdm_tools.cli", *command],
+                    env=self.env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+                code = self._child.wait()
+                self.current = None
+                if code == 0:
+                    self.done.append(name)
+                    continue
+                self.failed.append(name)
+                if not self._stopped.is_set():
+                    typer.secho(
+                        f"   training {name} failed (exit {code}); the platform runs without "
+                        f"it: see {self.log}, retry with `.venv/bin/pdm {' '.join(command)}`",
+                        fg="red",
+                    )
 
 
 def demo_api_key(state_dir: Path, env: Mapping[str, str]) -> str:

@@ -1,9 +1,10 @@
 """`pdm run` (what `make run` calls): the whole platform on a laptop, no Docker.
 
 Brings the embedded stack up, applies migrations, creates the topics, starts every service
-that exists as a child process (the simulator is the IoT gateway), prints where everything is and a
-live line of what is flowing; Ctrl-C stops everything it started (the stack keeps running
-for `pdm` commands until `pdm stack down`, unless `--stop-stack`).
+as a child process (the simulator is the IoT gateway), trains the missing initial models in
+the background, prints where everything is and a live line of what is flowing and training;
+Ctrl-C stops everything it started (the stack keeps running for `pdm` commands until
+`pdm stack down`, unless `--stop-stack`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -69,7 +71,7 @@ def _counts(database_url: str) -> str:
 
 
 def run(stop_stack: bool = False, train: bool = True) -> None:
-    from pdm_tools.bootstrap import demo_api_key, seed_demo_crew, train_initial_models
+    from pdm_tools.bootstrap import InitialTraining, demo_api_key, seed_demo_crew
     from pdm_tools.stack import stack
 
     typer.secho("== starting the embedded stack (broker, PostgreSQL, MLflow)", bold=True)
@@ -82,9 +84,6 @@ def run(stop_stack: bool = False, train: bool = True) -> None:
     typer.secho("== creating topics", bold=True)
     subprocess.run([sys.executable, "-m", "pdm_tools.cli", "topics", "ensure"], env=env, check=True)
 
-    if train:
-        typer.secho("== initial models (trained only if the registry has no champion)", bold=True)
-        train_initial_models(env, settings.mlflow_tracking_uri)
     api_key = demo_api_key(STATE_DIR, env)
     crew = asyncio.run(seed_demo_crew(settings.kafka_bootstrap))
     typer.echo(f"   demo maintenance crew: {crew} technicians (applied by the scheduler)")
@@ -111,6 +110,21 @@ def run(stop_stack: bool = False, train: bool = True) -> None:
             f"   {name:<10} pid {child.pid}  http://127.0.0.1:{port}/ready  log {logs / name}.log"
         )
 
+    training = InitialTraining(env, settings.mlflow_tracking_uri, logs / "training.log")
+    if train:
+        todo = training.plan()
+        if todo:
+            names = ", ".join(name for name, _ in todo)
+            typer.secho(
+                f"== training in the background: {names} (a few minutes; progress in the "
+                f"status line, output in {training.log}); predictions for a type answer "
+                "503 `no_champion` until its model is promoted",
+                bold=True,
+            )
+            training.start()
+        else:
+            typer.echo("   every initial model has a champion in the registry")
+
     api = f"http://127.0.0.1:{ports['gateway']}"
     typer.secho("\n== the platform is running", bold=True, fg="green")
     typer.secho(f"   API               {api}   (OpenAPI docs: {api}/docs)", bold=True)
@@ -128,7 +142,8 @@ def run(stop_stack: bool = False, train: bool = True) -> None:
         "   dead letters:  .venv/bin/pdm dlq list pdm.readings.v1\n"
         "   Ctrl-C stops the services (the stack stays up: `pdm stack down`)."
     )
-    asyncio.run(_watch(settings, children, ports))
+    asyncio.run(_watch(settings, children, ports, training.status))
+    training.stop()
     for _, child in children:
         child.send_signal(signal.SIGTERM)
     for name, child in children:
@@ -145,6 +160,7 @@ async def _watch(
     settings: CommonSettings,
     children: list[tuple[str, subprocess.Popen[bytes]]],
     ports: dict[str, int],
+    training: Callable[[], str],
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -161,9 +177,11 @@ async def _watch(
             break
         counts = await asyncio.to_thread(_counts, settings.database_url)
         ready = await asyncio.to_thread(_ready, ports)
+        learning = training()
         typer.echo(
             f"   [{time.monotonic() - started:6.0f}s] {counts}   "
             + "  ".join(f"{name}: {state}" for name, state in ready.items())
+            + (f"   {learning}" if learning else "")
         )
 
 

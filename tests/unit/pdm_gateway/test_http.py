@@ -257,3 +257,21 @@ async def test_a_reply_is_parsed_once_into_its_type(gateway) -> None:  # type: i
     assert (
         answer.json()["health_score"] == 90.0 and answer.json()["event_type"] == "prediction.made"
     )
+
+
+async def test_a_type_without_a_champion_yet_is_503_with_retry_after(gateway) -> None:  # type: ignore[no-untyped-def]
+    app, _, _ = gateway
+    error = {
+        "event_type": "prediction.error",
+        "source": "prediction",
+        "asset_id": "pump-001",
+        "code": "no_champion",
+        "message": "failure-pump: no version holds the alias champion",
+    }
+    app.state.bus._replies = FakeReplies([[error]])
+    async with client(app) as http:
+        answer = await http.post(
+            "/v1/predict", json={"asset_id": "pump-001", "asset_type": "pump"}, headers=AUTH
+        )
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "60"
+    assert answer.json()["code"] == "no_champion" and "failure-pump" in answer.json()["detail"]

@@ -47,3 +47,22 @@ def test_a_stored_key_that_is_not_live_is_replaced(tmp_path: Path, monkeypatch) 
     assert "create" in created[0] and "admin" in created[0]
     assert (tmp_path / bootstrap.API_KEY_FILE).read_text().strip() == token
     assert (tmp_path / bootstrap.API_KEY_FILE).stat().st_mode & 0o077 == 0
+
+
+def test_initial_training_runs_in_the_background_and_reports_progress(tmp_path: Path) -> None:
+    """Each missing model's command runs in turn off the caller's thread; a failure is
+    counted and the next one still runs; the status line says where it is."""
+    import time
+
+    training = bootstrap.InitialTraining({}, "http://127.0.0.1:9", tmp_path / "training.log")
+    training.todo = [("ok-model", ("--help",)), ("bad-model", ("no-such-command",))]
+    assert training.status() == "training 0/2"
+    training.start()
+    deadline = time.monotonic() + 60
+    while len(training.done) + len(training.failed) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    training.stop()
+    assert (training.done, training.failed) == (["ok-model"], ["bad-model"])
+    assert "1 failed" in training.status()
+    log = (tmp_path / "training.log").read_text()
+    assert "== ok-model: pdm --help" in log and "== bad-model" in log

@@ -35,6 +35,8 @@ from pdm_gateway.problems import Problem, problem_responses
 from pdm_gateway.security import READ
 
 router = APIRouter(prefix="/v1", tags=["predictions"])
+#: Seconds a client should wait before asking again for a type whose model has no champion.
+NO_CHAMPION_RETRY_S = 60
 #: PredictionError code -> HTTP status of a single on-demand prediction.
 ERROR_STATUS = {
     "invalid_request": 422,
@@ -108,12 +110,15 @@ async def predict(request: Request, body: PredictionRequest, _: Principal = READ
         replies.PREDICTION,
     )
     if isinstance(reply, PredictionError):
+        # no champion yet (e.g. `make run` still training it): worth retrying in a minute
+        retry = {"Retry-After": str(NO_CHAMPION_RETRY_S)} if reply.code == "no_champion" else None
         raise Problem(
             ERROR_STATUS.get(reply.code, 502),
             reply.message,
             slug=reply.code.replace("_", "-"),
             code=reply.code,
             missing=reply.missing,
+            headers=retry,
         )
     return reply
 
