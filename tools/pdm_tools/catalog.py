@@ -80,7 +80,7 @@ SERVICES: tuple[Service, ...] = (
     Service(
         "prediction",
         "Failure probability, mode, RUL band and explanations; on alarms, requests and a timer.",
-        tables=("predictions", "prediction_timer"),
+        tables=("predictions", "prediction_timer", "shadow_predictions"),
         seeded=(("prediction_timer", "UPDATE prediction_timer SET last_tick = '-infinity'"),),
     ),
     Service(
@@ -101,6 +101,19 @@ SERVICES: tuple[Service, ...] = (
         ),
         seeded=(
             ("scheduler_state", "UPDATE scheduler_state SET dirty_since = NULL, reasons = '{}'"),
+        ),
+    ),
+    Service(
+        "drift",
+        "Model lifecycle: drift reports, outcome labels, retrain, challenger, promote, rollback.",
+        tables=(
+            "drift_profiles",
+            "drift_reports",
+            "outcome_labels",
+            "retrain_jobs",
+            "model_alias_history",
+            "drift_outbox",
+            "drift_commands_applied",
         ),
     ),
     Service(

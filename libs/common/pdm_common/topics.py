@@ -40,8 +40,9 @@ CONSUMED = (
     MAINTENANCE_EVENTS,
     DRIFT_COMMANDS,
     SIMULATOR_COMMANDS,
+    SIMULATOR_TRUTH,  # consumed by the drift service (outcome labels)
 )
-PRODUCED_ONLY = (DRIFT, SIMULATOR_TRUTH)
+PRODUCED_ONLY = (DRIFT,)
 
 
 def retry_topic(topic: str) -> str:

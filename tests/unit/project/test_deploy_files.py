@@ -39,7 +39,7 @@ DEV_ONLY = tuple(s.name for s in catalog.SERVICES if s.dev_only)
 #: Services that never connect to the database (no migration to wait for, no Secret).
 NO_DATABASE = tuple(s.name for s in catalog.SERVICES if not s.database)
 #: Services that load models from the MLflow registry.
-MLFLOW_CLIENTS = ("anomaly", "prediction")
+MLFLOW_CLIENTS = ("anomaly", "prediction", "drift")
 #: Service ports that differ from the container port (clients call the gateway on 80).
 SERVICE_PORTS = {"gateway": 80}
 STRIMZI_GROUP = "kafka.strimzi.io/"

@@ -18,9 +18,9 @@ is cheap. Loading runs blocking HTTP and file I/O: from asyncio use `ChampionCac
 
 The parts: `naming` (model names, tags, training hints), `errors`, `client` (reachability
 and error translation), `registration` (logging a run and registering its model),
-`versions` (looking versions up), `promotion` (the promotion rule and its evidence),
-`loading` (a version in its native form) and `cache` (`ChampionCache`). Everything public is
-importable from here.
+`versions` (looking versions up; listing the models with their aliased versions),
+`promotion` (the promotion rule and its evidence), `loading` (a version in its native form)
+and `cache` (`ChampionCache`). Everything public is importable from here.
 """
 
 from pdm_common.registry.cache import ChampionCache
@@ -44,10 +44,12 @@ from pdm_common.registry.naming import (
 )
 from pdm_common.registry.promotion import (
     PromotionDecision,
+    alias_version,
     decide,
     describe,
     promote_if_better,
     promotion_tags,
+    set_alias,
 )
 from pdm_common.registry.registration import (
     DirectoryModel,
@@ -55,7 +57,13 @@ from pdm_common.registry.registration import (
     log_and_register,
     validate_tags,
 )
-from pdm_common.registry.versions import RegisteredVersion, get_version, load_reference_sample
+from pdm_common.registry.versions import (
+    RegisteredVersion,
+    ServedModel,
+    get_version,
+    list_models,
+    load_reference_sample,
+)
 
 __all__ = [
     "CHAMPION",
@@ -78,11 +86,14 @@ __all__ = [
     "RegistryBound",
     "RegistryError",
     "RegistryUnavailable",
+    "ServedModel",
+    "alias_version",
     "check_reachable",
     "decide",
     "default_pip_requirements",
     "describe",
     "get_version",
+    "list_models",
     "load_champion",
     "load_reference_sample",
     "load_version",
@@ -90,6 +101,7 @@ __all__ = [
     "model_name",
     "promote_if_better",
     "promotion_tags",
+    "set_alias",
     "train_hint",
     "validate_tags",
 ]

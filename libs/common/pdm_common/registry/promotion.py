@@ -173,3 +173,22 @@ def describe(decision: PromotionDecision) -> str:
         f"{decision.name} v{decision.candidate_version}: {verdict} "
         f"({decision.reason}); {decision.alias} = v{champion}"
     )
+
+
+def alias_version(name: str, alias: str, *, tracking_uri: str) -> str | None:
+    """The version `alias` of `name` points at; None when no version holds it. Raises
+    `ModelNotFound` when the model does not exist, `RegistryUnavailable` when unreachable."""
+    client = _client(tracking_uri)
+    with _translated(tracking_uri):
+        try:
+            return _get_version(client, name, version=None, alias=alias).version
+        except NoChampion:
+            return None
+
+
+def set_alias(name: str, alias: str, version: str, *, tracking_uri: str) -> None:
+    """Point `alias` of `name` at `version` (which must exist: `ModelNotFound` otherwise)."""
+    client = _client(tracking_uri)
+    with _translated(tracking_uri):
+        _get_version(client, name, version=version, alias=None)
+        client.set_registered_model_alias(name, alias, version)

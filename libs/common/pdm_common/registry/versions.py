@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NoReturn
 
 from pdm_common.registry.client import _client, _is_not_found, _translated, check_reachable
@@ -14,6 +15,7 @@ from pdm_common.registry.naming import CHAMPION, REFERENCE_SAMPLE_PATH
 if TYPE_CHECKING:
     import pandas as pd
     from mlflow import MlflowClient
+    from mlflow.entities.model_registry import RegisteredModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,3 +97,82 @@ def load_reference_sample(version: RegisteredVersion, tracking_uri: str) -> pd.D
             tracking_uri=tracking_uri,
         )
         return pd.read_parquet(path)
+
+
+@dataclass(frozen=True, slots=True)
+class ServedModel:
+    """A registered model as the platform serves it: its aliases and, for the aliases asked
+    for, the version each points at (tags and run metrics)."""
+
+    name: str
+    description: str | None
+    tags: Mapping[str, str]
+    #: Every alias of the model -> version number.
+    aliases: Mapping[str, str]
+    #: The asked-for aliases that exist -> the version they point at.
+    versions: Mapping[str, RegisteredVersion]
+    latest_version: str | None
+    updated_at: datetime | None
+
+
+def list_models(
+    *,
+    tracking_uri: str,
+    pattern: str | None = None,
+    aliases: Sequence[str] = (CHAMPION,),
+    max_models: int = 1000,
+) -> list[ServedModel]:
+    """Registered models by name (those whose name matches the regular expression `pattern`
+    when given), each with the versions its `aliases` point at. Blocking HTTP: from asyncio
+    run it in a worker thread with a timeout."""
+    import re
+
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    regex = re.compile(pattern) if pattern else None
+    out: list[ServedModel] = []
+    with _translated(tracking_uri):
+        token: str | None = None
+        found: list[RegisteredModel] = []
+        while len(found) < max_models:
+            try:
+                page = client.search_registered_models(
+                    max_results=min(1000, max_models - len(found)), page_token=token
+                )
+            except MlflowException as exc:
+                raise RegistryError(f"registry error listing models: {exc}") from exc
+            found += [m for m in page if regex is None or regex.match(m.name)]
+            token = page.token
+            if not token:
+                break
+        known: dict[tuple[str, str], RegisteredVersion] = {}
+        for model in sorted(found, key=lambda m: m.name):
+            all_aliases = {str(a): str(v) for a, v in dict(model.aliases or {}).items()}
+            versions: dict[str, RegisteredVersion] = {}
+            for alias in aliases:
+                number = all_aliases.get(alias)
+                if number is None:
+                    continue
+                if (model.name, number) not in known:
+                    known[model.name, number] = _get_version(
+                        client, model.name, version=number, alias=None
+                    )
+                versions[alias] = known[model.name, number]
+            latest = [str(v.version) for v in model.latest_versions or []]
+            out.append(
+                ServedModel(
+                    name=model.name,
+                    description=model.description or None,
+                    tags=dict(model.tags or {}),
+                    aliases=all_aliases,
+                    versions=versions,
+                    latest_version=max(latest, key=int) if latest else None,
+                    updated_at=_from_ms(model.last_updated_timestamp),
+                )
+            )
+    return out
+
+
+def _from_ms(value: int | None) -> datetime | None:
+    return datetime.fromtimestamp(value / 1000, UTC) if value else None

@@ -110,10 +110,7 @@ class DriftResult:
     def headlines(self, top: int = 5) -> list[str]:
         """Plain lines for a report, most important drifted columns first, e.g.
         "bearing_temperature: mean +8.0, median +7.9 (wasserstein 0.93 >= 0.1, PSI 1.2)"."""
-        drifted = sorted(
-            (c for c in self.columns.values() if c.drifted),
-            key=lambda c: (-c.importance, -abs(c.statistic) if c.method in _DISTANCES else 0),
-        )
+        drifted = sorted((c for c in self.columns.values() if c.drifted), key=_headline_order)
         lines = []
         for col in drifted[:top]:
             test = f"{col.method} {col.statistic:.3g} vs {col.threshold:g}"
@@ -130,6 +127,14 @@ class DriftResult:
 
 
 _DISTANCES = ("wasserstein", "jensenshannon")
+
+
+def _headline_order(c: ColumnDrift) -> tuple[float, float, float]:
+    """Most important first; then the largest PSI (comparable across tests, in bands people
+    know); then the strongest test result (largest distance, smallest p-value)."""
+    psi = c.psi if c.psi is not None and np.isfinite(c.psi) else 0.0
+    strength = -abs(c.statistic) if c.method in _DISTANCES else c.statistic
+    return (-c.importance, -psi, strength if np.isfinite(strength) else 0.0)
 
 
 def check(
