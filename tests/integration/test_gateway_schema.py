@@ -5,7 +5,11 @@ codes, content types and schemas.
 
 `/v1/predict*` are left out: without a prediction service they answer the documented 504
 after the reply timeout (tests/integration/test_gateway.py checks that; the end-to-end
-walkthrough test checks real predictions)."""
+walkthrough test checks real predictions). So are the drift service's commands
+(`POST /v1/drift/check`, `/v1/models/{name}/retrain|promote|rollback`): without it they wait
+for the same 504 (tests/integration/test_gateway_models.py checks it), and with it a valid
+retrain would train a model. Their bodies and problems are checked in
+tests/unit/pdm_gateway/test_models.py."""
 
 from __future__ import annotations
 
@@ -34,7 +38,9 @@ from .harness import ServiceProcess
 
 pytestmark = pytest.mark.integration
 
-schema = schemathesis.openapi.from_dict(create_app().openapi()).exclude(path_regex=r"^/v1/predict")
+schema = schemathesis.openapi.from_dict(create_app().openapi()).exclude(
+    path_regex=r"^/v1/(predict|drift/check$|models/[^/]+/(retrain|promote|rollback)$)"
+)
 CHECKS = (
     not_a_server_error,
     status_code_conformance,
@@ -45,14 +51,16 @@ CHECKS = (
 
 @pytest.fixture(scope="module")
 def live_gateway(
-    migrated_database_url: str, tmp_path_factory: pytest.TempPathFactory
+    migrated_database_url: str, mlflow_uri: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, str]]:
-    """(base URL, admin key) of a gateway with ingest behind it, for the whole module."""
+    """(base URL, admin key) of a gateway with ingest, the scheduler and a model registry
+    behind it, for the whole module."""
     tmp: Path = tmp_path_factory.mktemp("schemathesis")
     broker = start_broker(tmp, die_with_parent=True)
     env = {
         "PDM_KAFKA_BOOTSTRAP": f"{LOOPBACK}:{broker.port}",
         "PDM_DATABASE_URL": migrated_database_url,
+        "PDM_MLFLOW_TRACKING_URI": mlflow_uri,  # GET /v1/models
         "PDM_KAFKA_PARTITIONS": "1",
         "PDM_GATEWAY_REPLY_TIMEOUT_S": "30",  # a loaded CI machine must not turn into a 504
         "PDM_SCHEDULER_WHAT_IF_TIME_LIMIT_S": "1",

@@ -11,6 +11,7 @@ from pdm_gateway.cli import apikey_app
 from pdm_tools.db_cli import register as register_db
 from pdm_tools.dlq_cli import dlq_app
 from pdm_tools.maintenance_cli import schedule_app, technicians_app, workorders_app
+from pdm_tools.models_cli import drift_app, models_app
 from pdm_tools.replay_cli import replay_app
 from pdm_tools.stack.cli import stack_app
 from pdm_tools.train.cli import train_app
@@ -28,6 +29,8 @@ app.add_typer(apikey_app, name="apikey")
 app.add_typer(workorders_app, name="workorders")
 app.add_typer(schedule_app, name="schedule")
 app.add_typer(technicians_app, name="technicians")
+app.add_typer(models_app, name="models")
+app.add_typer(drift_app, name="drift")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics of the platform.")
 app.add_typer(topics_app, name="topics")
 

@@ -16,6 +16,7 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
 from pdm_common import topics
+from pdm_common.drift import DriftCommand, DriftCommandResult, DriftReport, RetrainEvent
 from pdm_common.events import (
     AlarmCommand,
     AlarmEvent,
@@ -100,9 +101,11 @@ CONTRACT: dict[str, tuple[Any, str]] = {
         | PredictionError
         | PredictionBatch
         | AssetCommandResult
-        | MaintenanceCommandResult,
+        | MaintenanceCommandResult
+        | DriftCommandResult,
         "Replies of the prediction service (to prediction requests), of ingest (to asset "
-        "commands) and of the scheduler (to maintenance commands), on the topic a request "
+        "commands), of the scheduler (to maintenance commands) and of the drift service (to "
+        "drift commands), on the topic a request "
         "named in its `reply_to` header, with the request's `correlation_id` header. Not a "
         "platform topic: the requester owns it (no retry or DLQ companions).",
     ),
@@ -124,8 +127,25 @@ CONTRACT: dict[str, tuple[Any, str]] = {
     ),
     topics.MODELS: (
         ModelAliasMoved,
-        "A registry alias (champion) moved to another model version; serving processes "
-        "reload. Key: model name.",
+        "A registry alias (champion, challenger, previous) moved to another model version: "
+        "after training, or by the drift service (a challenger registered, promoted, refused "
+        "or rolled back); serving processes reload their champion. Key: model name.",
+    ),
+    topics.DRIFT_COMMANDS: (
+        DriftCommand,
+        "Model lifecycle commands to the drift service: check drift now (one model or all), "
+        "retrain (refused during the model's cooldown unless `force`), promote a version "
+        "(default: the challenger) or roll the champion back to `previous`; applied once per "
+        "command_id (Kafka request/reply: a DriftCommandResult on the `reply_to` topic; ok, "
+        "accepted, not_found, conflict, invalid, unavailable). Key: model name, or `all`.",
+    ),
+    topics.DRIFT: (
+        DriftReport | RetrainEvent,
+        "From the drift service: `drift.report`, a drift check of one model's features "
+        "against the reference its training run logged, or of one asset type's raw sensors "
+        "(per-column verdicts, drifted and importance-weighted shares); `retrain.started` / "
+        "`retrain.finished` (the challenger, both scores on the same held-out data, the "
+        "decision) / `retrain.failed`. Key: model name (`sensors-<asset type>` for sensors).",
     ),
     topics.MAINTENANCE_COMMANDS: (
         MaintenanceCommand,

@@ -35,6 +35,7 @@ from pdm_gateway.api import (
     alarms,
     assets,
     maintenance,
+    models,
     predictions,
     readings,
     reliability,
@@ -44,6 +45,7 @@ from pdm_gateway.api import stream as stream_api
 from pdm_gateway.bus import Bus
 from pdm_gateway.latest import LatestCache
 from pdm_gateway.middleware import AuditLog, BodyLimit, NoNulInQuery
+from pdm_gateway.model_registry import ModelRegistryView
 from pdm_gateway.problems import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
 from pdm_gateway.problems import ProblemDetail
 from pdm_gateway.problems import install as install_problems
@@ -75,6 +77,7 @@ def create_app(
     db = Database()
     stores = Stores.over(db)
     bus = Bus(common, settings.reply_timeout_s)
+    model_registry = ModelRegistryView(common.mlflow_tracking_uri, settings.registry_timeout_s)
     latest = LatestCache(settings.latest_cache_assets)
     hub = StreamHub(
         common.kafka_bootstrap,
@@ -90,6 +93,7 @@ def create_app(
             "gateway idempotency purge",
             lambda: _purge_idempotency(stores.idempotency, settings.idempotency_ttl_h),
         ),
+        BackgroundTask("gateway registry client import", model_registry.warm),
     )
 
     @contextlib.asynccontextmanager
@@ -130,11 +134,13 @@ def create_app(
     app.state.hub = hub
     app.state.latest = latest
     app.state.auth = Authenticator(stores.keys, settings)
+    app.state.model_registry = model_registry
+    app.state.drift_checks = models.CheckLimiter(settings.drift_check_per_min)
     install_problems(app)
     # readings first: the hottest route (latest readings) is matched before the others
     for module in (readings, assets, alarms, predictions, simulator, admin, stream_api):
         app.include_router(module.router)
-    for module in (maintenance, reliability):
+    for module in (maintenance, reliability, models):
         app.include_router(module.router)
 
     async def database() -> bool:

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from pydantic import Field, TypeAdapter
 
+from pdm_common.drift import DriftCommandResult
 from pdm_common.events import AssetCommandResult, Prediction, PredictionBatch, PredictionError
 from pdm_common.maintenance import MaintenanceCommandResult
 
@@ -25,3 +26,5 @@ PREDICTION_BATCH: TypeAdapter[PredictionBatch | PredictionError] = TypeAdapter(
 ASSET_COMMAND: TypeAdapter[AssetCommandResult] = TypeAdapter(AssetCommandResult)
 #: The scheduler's answer to a `MaintenanceCommand`.
 MAINTENANCE_COMMAND: TypeAdapter[MaintenanceCommandResult] = TypeAdapter(MaintenanceCommandResult)
+#: The drift service's answer to a `DriftCommand`.
+DRIFT_COMMAND: TypeAdapter[DriftCommandResult] = TypeAdapter(DriftCommandResult)

@@ -43,6 +43,19 @@ class GatewaySettings(ServiceSettings):
         description="Longest wait for a service's Kafka reply (predictions, asset commands) "
         "before answering 504.",
     )
+    registry_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="Longest wait for the MLflow registry behind GET /v1/models before "
+        "answering 503 (the answer is kept for a few seconds).",
+    )
+    drift_check_per_min: float = Field(
+        2.0,
+        gt=0,
+        description="POST /v1/drift/check requests per minute per API key (a check reads "
+        "every model's recent features); 429 with Retry-After above.",
+    )
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest request body accepted (413 above)."
     )
