@@ -116,6 +116,8 @@ def test_migrate_from_scratch_then_rerun_is_a_noop(fresh_db: str) -> None:
         (7, "gateway", "plain"),
         (8, "alarm_flood_control", "plain"),
         (9, "scheduler", "plain"),
+        (10, "drift", "plain"),
+        (11, "shadow_predictions", "plain"),
     ]
     tables = _rows(
         fresh_db,
@@ -144,6 +146,8 @@ def test_migrate_from_scratch_then_rerun_is_a_noop(fresh_db: str) -> None:
         ("gateway", "applied"),
         ("alarm_flood_control", "applied"),
         ("scheduler", "applied"),
+        ("drift", "applied"),
+        ("shadow_predictions", "applied"),
     ]
     assert report.recorded_variant == "plain"
     assert report.timescale_available is False
@@ -168,6 +172,8 @@ def test_changed_checksum_is_detected(fresh_db: str, tmp_path: Path) -> None:
         "gateway": "applied",
         "alarm_flood_control": "applied",
         "scheduler": "applied",
+        "drift": "applied",
+        "shadow_predictions": "applied",
     }
     assert _rows(fresh_db, "SELECT to_regclass('sneaky')") == [(None,)]
 
@@ -179,7 +185,7 @@ def test_failing_migration_is_rolled_back_entirely(fresh_db: str, tmp_path: Path
     )
     with pytest.raises(mig.MigrationError, match="0099_broken failed and was rolled back"):
         mig.migrate(fresh_db, SETTINGS, migrations=mig.load_migrations(directory))
-    assert _rows(fresh_db, "SELECT max(version) FROM schema_migrations") == [(9,)]
+    assert _rows(fresh_db, "SELECT max(version) FROM schema_migrations") == [(11,)]
     assert _rows(fresh_db, "SELECT to_regclass('half_done')") == [(None,)]
 
 
@@ -215,7 +221,7 @@ def test_concurrent_migrate_runs_are_serialised(fresh_db: str, tmp_path: Path) -
         "0099_slow",
     ]
     assert any("waiting for it to finish" in m for ms in messages for m in ms)
-    assert _rows(fresh_db, "SELECT count(*) FROM schema_migrations") == [(10,)]
+    assert _rows(fresh_db, "SELECT count(*) FROM schema_migrations") == [(12,)]
 
 
 def test_timescale_on_without_the_extension_fails_before_touching_anything(
