@@ -13,6 +13,7 @@ from faststream.asgi import AsgiFastStream
 
 from pdm_common import topics
 from pdm_common.broker import subscribe_reliably
+from pdm_common.outbox import OutboxRelay
 from pdm_common.service import BackgroundTask, ServiceKit
 from pdm_common.settings import CommonSettings
 from pdm_drift import SERVICE
@@ -20,7 +21,6 @@ from pdm_drift.checker import Checker
 from pdm_drift.handlers import CommandsProcessor, ModelsProcessor, truth_labels, work_order_labels
 from pdm_drift.lifecycle import Lifecycle
 from pdm_drift.models import Models
-from pdm_drift.relay import OutboxRelay
 from pdm_drift.settings import DriftSettings
 from pdm_drift.storage import DriftStore
 
@@ -47,7 +47,7 @@ def create_app(
     kit = ServiceKit.create(common, SERVICE)
     store = DriftStore()
     models = Models(common.mlflow_tracking_uri)
-    relay = OutboxRelay(store, kit.publisher, settings.outbox_interval_s)
+    relay = OutboxRelay(store.drain_outbox, kit.publisher, settings.outbox_interval_s)
     instance = f"{socket.gethostname()}-{os.getpid()}"
     lifecycle = Lifecycle(store, models, settings, relay.wake, instance)
     checker = Checker(store, models, settings, relay.wake, lifecycle.on_drift)

@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from pdm_common.db.pool import tables_exist
 from pdm_common.drift import AliasChange, DriftReport
 from pdm_common.events import Envelope
+from pdm_common.outbox import drain_outbox
 
 #: The advisory lock one checker (of all replicas) holds while it runs the timed checks.
 CHECK_LOCK = 0x5D_0D_21_F7
@@ -322,20 +323,5 @@ class DriftStore:
     # -- outbox -------------------------------------------------------------------------------
 
     async def drain_outbox(self, limit: int, publish: Any) -> int:
-        """Publish up to `limit` unpublished events in order and stamp them, in one
-        transaction (`SKIP LOCKED`: replicas share the work without sending one twice)."""
-        async with self._pool.connection() as conn, conn.transaction():
-            tx = Tx(conn)
-            rows = await tx.rows(
-                "SELECT event_id, topic, key, event_type, payload FROM drift_outbox "
-                "WHERE published_at IS NULL ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED",
-                (limit,),
-            )
-            if not rows:
-                return 0
-            await publish(rows)
-            await conn.execute(
-                "UPDATE drift_outbox SET published_at = now() WHERE event_id = ANY(%s)",
-                ([r["event_id"] for r in rows],),
-            )
-        return len(rows)
+        """Publish up to `limit` queued events in order and stamp them (`OutboxRelay`)."""
+        return await drain_outbox(self._pool, "drift_outbox", limit, publish)

@@ -7,11 +7,12 @@ from faststream.asgi import AsgiFastStream
 
 from pdm_common import topics
 from pdm_common.broker import subscribe_reliably
+from pdm_common.outbox import OutboxRelay
 from pdm_common.service import BackgroundTask, ServiceKit
 from pdm_common.settings import CommonSettings
 from pdm_scheduler import SERVICE
 from pdm_scheduler.handlers import AlarmsProcessor, CommandsProcessor, PredictionsProcessor
-from pdm_scheduler.planner import OutboxRelay, Planner
+from pdm_scheduler.planner import Planner
 from pdm_scheduler.settings import SchedulerSettings
 from pdm_scheduler.storage import SchedulerStore
 
@@ -27,7 +28,12 @@ def create_app(
     kit = ServiceKit.create(common, SERVICE)
     store = SchedulerStore()
     planner = Planner(store, settings)
-    relay = OutboxRelay(store, kit.publisher, settings.outbox_interval_s)
+    relay = OutboxRelay(
+        store.drain_outbox,
+        kit.publisher,
+        settings.outbox_interval_s,
+        topic=topics.MAINTENANCE_EVENTS,
+    )
 
     def wake() -> None:
         relay.wake()

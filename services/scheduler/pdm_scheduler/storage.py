@@ -30,6 +30,7 @@ from pdm_common.maintenance import (
     WorkOrder,
     WorkOrderStatus,
 )
+from pdm_common.outbox import drain_outbox
 from pdm_scheduler import SERVICE
 
 #: The advisory lock one planner (of all replicas) holds while it plans.
@@ -476,20 +477,5 @@ class SchedulerStore:
     # -- outbox ------------------------------------------------------------------------------
 
     async def drain_outbox(self, limit: int, publish: Any) -> int:
-        """Publish up to `limit` unpublished events in order and stamp them, in one
-        transaction (`SKIP LOCKED`: replicas share the work without sending one twice)."""
-        async with self._pool.connection() as conn, conn.transaction():
-            tx = Tx(conn)
-            rows = await tx.rows(
-                "SELECT event_id, key, event_type, payload FROM maintenance_outbox "
-                "WHERE published_at IS NULL ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED",
-                (limit,),
-            )
-            if not rows:
-                return 0
-            await publish(rows)
-            await conn.execute(
-                "UPDATE maintenance_outbox SET published_at = now() WHERE event_id = ANY(%s)",
-                ([r["event_id"] for r in rows],),
-            )
-        return len(rows)
+        """Publish up to `limit` queued events in order and stamp them (`OutboxRelay`)."""
+        return await drain_outbox(self._pool, "maintenance_outbox", limit, publish)
