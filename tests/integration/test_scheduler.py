@@ -237,14 +237,16 @@ async def test_predictions_alarms_commands_and_plans(kafka, db_url, start_servic
         assert missing.status == "not_found"
 
         # a what-if with no budget commits nothing and places nothing that costs money
-        plans_before = rows(db_url, "SELECT count(*) FROM schedule_plans")
         what_if = await client.ask(
             {"action": "what_if", "actor": "planner", "what_if": {"budget_per_week": 0}}
         )
         assert what_if.status == "ok" and what_if.schedule is not None
         assert what_if.schedule.scheduled == 0 and what_if.schedule.unschedulable >= 1
         assert {o.reason for o in what_if.schedule.orders} == {"over_budget"}
-        assert rows(db_url, "SELECT count(*) FROM schedule_plans") == plans_before
+        # (a timer or command replan may store plans meanwhile: only the what-if's must not be)
+        assert rows(db_url, "SELECT count(*) FROM schedule_plans WHERE trigger = 'what-if'") == [
+            (0,)
+        ]
 
         # predicted healthy for long enough: an order not started is cancelled
         await publish(

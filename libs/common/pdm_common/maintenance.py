@@ -237,7 +237,11 @@ class WhatIf(BaseModel):
         None, description="Only these technicians (default: every active one)."
     )
     extra_technicians: list[Technician] = Field(default_factory=list, max_length=100)
-    time_limit_s: Annotated[float, Field(gt=0, le=60)] | None = None
+    time_limit_s: Annotated[float, Field(gt=0, le=60)] | None = Field(
+        None,
+        description="Solver time limit; at most (and by default) the scheduler's "
+        "PDM_SCHEDULER_WHAT_IF_TIME_LIMIT_S.",
+    )
 
 
 CommandAction = Literal[

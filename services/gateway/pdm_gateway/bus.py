@@ -92,10 +92,18 @@ class Bus:
         )
 
     async def call(
-        self, topic: str, body: Any, key: str | None, what: str, reply: TypeAdapter[T]
+        self,
+        topic: str,
+        body: Any,
+        key: str | None,
+        what: str,
+        reply: TypeAdapter[T],
+        *,
+        work_s: float = 0.0,
     ) -> list[T]:
         """Kafka request/reply, each reply message parsed once as `reply`; 504 on timeout,
-        503 while the reply channel is not up."""
+        503 while the reply channel is not up. `work_s`: how long the request itself asks
+        the service to work (a what-if's solver limit), waited on top of the reply timeout."""
         if self._replies is None:
             raise Problem(
                 503,
@@ -105,12 +113,12 @@ class Bus:
             )
         try:
             parts, _ms = await self._replies.call(
-                topic, body, key=key, timeout_s=self.reply_timeout_s
+                topic, body, key=key, timeout_s=self.reply_timeout_s + work_s
             )
         except ReplyTimeout as exc:
             raise Problem(
                 504,
-                f"no answer from the {what} within {self.reply_timeout_s:g} s "
+                f"no answer from the {what} within {self.reply_timeout_s + work_s:g} s "
                 f"(PDM_GATEWAY_REPLY_TIMEOUT_S): the service may be down, starting or "
                 f"overloaded; check its /ready and retry",
                 slug="upstream-timeout",

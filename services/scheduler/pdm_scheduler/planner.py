@@ -212,7 +212,10 @@ class Planner:
         inputs = self._inputs(
             orders, technicians, windows, horizon_h=spec.horizon_h, budget=spec.budget_per_week
         )
-        params = self.params(spec.time_limit_s or self.settings.what_if_time_limit_s)
+        # Capped: a what-if holds the command consumer, so a caller may shorten it, never
+        # lengthen it past the operator's setting.
+        cap = self.settings.what_if_time_limit_s
+        params = self.params(min(spec.time_limit_s or cap, cap))
         summary, violations, _ = await asyncio.to_thread(
             make_plan, inputs, (), params, trigger="what-if", full=True
         )

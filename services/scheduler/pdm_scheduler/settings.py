@@ -44,7 +44,13 @@ class SchedulerSettings(ServiceSettings):
         description="CP-SAT time cap of a re-plan after a change (the neighbourhood of what "
         "changed, warm-started), so an urgent order is placed within seconds.",
     )
-    what_if_time_limit_s: float = Field(5.0, gt=0, le=60, description="Time cap of a what-if.")
+    what_if_time_limit_s: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="Time limit of a what-if, and the most a request's `time_limit_s` can ask "
+        "for (a what-if holds the command consumer while it solves).",
+    )
     budget_per_week: float | None = Field(
         None, ge=0, description="Labour + parts spend allowed per week; empty: no limit."
     )

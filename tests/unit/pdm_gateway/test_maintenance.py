@@ -106,10 +106,12 @@ class FakeScheduler:
     def __init__(self, *answers: dict[str, Any]) -> None:
         self.answers = list(answers)
         self.commands: list[dict[str, Any]] = []
+        self.timeouts: list[float] = []
 
     async def call(self, topic: str, body: Any, *, key: str | None, timeout_s: float):  # type: ignore[no-untyped-def]
         assert topic == "pdm.maintenance.commands.v1"
         self.commands.append(body)
+        self.timeouts.append(timeout_s)
         answer = {"source": "scheduler", "action": body["action"]} | self.answers.pop(0)
         return [json.dumps(answer).encode()], 1.0
 
@@ -286,3 +288,22 @@ def test_a_nul_in_any_query_string_is_a_422_problem_not_a_500() -> None:
     assert sent[0]["status"] == 422 and reached == []
     asyncio.run(app(scope | {"query_string": b"site=ab"}, receive, send))
     assert reached == ["/v1/assets"]
+
+
+async def test_a_what_if_is_waited_for_as_long_as_it_asks_to_solve(app) -> None:  # type: ignore[no-untyped-def]
+    summary = {
+        "created_at": NOW, "anchor": NOW, "horizon_h": 72, "trigger": "what-if",
+        "method": "cp-sat", "solver_status": "OPTIMAL", "objective": 0, "wall_time_s": 0.1,
+        "expected_failure_cost": 0.0, "risk_removed": 0.0, "scheduled": 0,
+        "unschedulable": 0, "late": 0,
+    }  # fmt: skip
+    app.state.bus._replies = scheduler = FakeScheduler(
+        {"status": "ok", "schedule": summary}, {"status": "ok", "schedule": summary}
+    )
+    async with client(app) as http:
+        long = await http.post("/v1/schedule/what-if", json={"time_limit_s": 45}, headers=AUTH)
+        assert long.status_code == 200, long.text
+        plain = await http.post("/v1/schedule/what-if", json={}, headers=AUTH)
+        assert plain.status_code == 200 and plain.json()["plan_id"] is None
+    reply_timeout = app.state.bus.reply_timeout_s
+    assert scheduler.timeouts == [reply_timeout + 45, reply_timeout]

@@ -6,7 +6,9 @@ import uuid
 from datetime import UTC, datetime, time, timedelta
 
 import pdm_scheduling as opt
-from pdm_common.maintenance import ProductionWindow, Shift, Technician, WorkOrder
+from pdm_common.maintenance import ProductionWindow, Shift, Technician, WhatIf, WorkOrder
+from pdm_scheduler import planner as planner_module
+from pdm_scheduler.planner import Planner
 from pdm_scheduler.planning import (
     Inputs,
     anchor_of,
@@ -16,6 +18,7 @@ from pdm_scheduler.planning import (
     shift_spans,
     window_spans,
 )
+from pdm_scheduler.settings import SchedulerSettings
 
 NOW = datetime(2026, 12, 7, 10, 30, tzinfo=UTC)  # a Monday
 ANCHOR = anchor_of(NOW)
@@ -138,3 +141,21 @@ def test_the_frozen_horizon_holds_planned_orders_but_lets_a_new_urgent_one_start
     assert violations == []
     assert by_id[soon.work_order_id].frozen and by_id[soon.work_order_id].start == ANCHOR
     assert by_id[urgent.work_order_id].status == "scheduled"  # after it, not barred for 4 h
+
+
+async def test_a_what_if_may_shorten_its_time_limit_never_lengthen_it(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    class Store:
+        async def planning_inputs(self) -> tuple[list, list, dict]:
+            return [], [], {}
+
+    limits: list[float] = []
+
+    def make_plan(inputs, previous, params, **kw):  # type: ignore[no-untyped-def]
+        limits.append(params.time_limit_s)
+        return "summary", [], {}
+
+    monkeypatch.setattr(planner_module, "make_plan", make_plan)
+    p = Planner(Store(), SchedulerSettings(what_if_time_limit_s=3))  # type: ignore[arg-type]
+    for asked in (None, 1.0, 60.0):
+        await p.what_if(WhatIf(time_limit_s=asked))
+    assert limits == [3, 1.0, 3]

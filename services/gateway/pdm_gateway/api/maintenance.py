@@ -121,6 +121,7 @@ async def _command(
     pick: Callable[[MaintenanceCommandResult], Any],
     *,
     accepted_without_schedule: bool = False,
+    work_s: float = 0.0,
     **fields: Any,
 ) -> Any:
     """Send one command and answer with `pick(reply)`; problems for refusals. With
@@ -144,6 +145,7 @@ async def _command(
             key,
             SCHEDULER,
             replies.MAINTENANCE_COMMAND,
+            work_s=work_s,
         )
         status = STATUS[reply.status]
         if status >= 400:
@@ -586,7 +588,7 @@ async def replan(
 ) -> Any:
     """Plan again now (e.g. after a shift change the scheduler cannot know of); answers the
     new plan's summary when the scheduler planned within the request, else 202."""
-    extra = {"reason": body.reason} if body and body.reason else {}
+    extra: dict[str, Any] = {"reason": body.reason} if body and body.reason else {}
     return await _command(
         request, response, who, idempotency_key, SCHEDULE_KEY, _outcome,
         accepted_without_schedule=True, action="replan", **extra,
@@ -610,4 +612,5 @@ async def what_if(
     return await _command(
         request, response, who, idempotency_key, SCHEDULE_KEY,
         lambda r: _required("schedule", r.schedule), action="what_if", what_if=body,
+        work_s=body.time_limit_s or 0.0,
     )  # fmt: skip
