@@ -27,6 +27,12 @@ INITIAL_MODELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
 )
 API_KEY_FILE = "api-key"
+#: Initial models trained from a public data set: the files they read under `PDM_DATA_DIR`
+#: (a clone without them still trains the simulated fleet, which needs no download).
+NEEDS_DATA: dict[str, tuple[str, ...]] = {
+    "failure-milling": ("ai4i2020/ai4i2020.csv",),
+    "rul-turbofan": tuple(f"cmapss/{kind}_FD001.txt" for kind in ("train", "test", "RUL")),
+}
 
 
 def missing_models(
@@ -40,6 +46,36 @@ def missing_models(
         if not has_champion(name) and command not in [c for _, c in out]:
             out.append((name, command))
     return out
+
+
+def without_data(
+    todo: Sequence[tuple[str, tuple[str, ...]]],
+    data_dir: Path,
+    needs: Mapping[str, Sequence[str]] = NEEDS_DATA,
+) -> tuple[list[tuple[str, tuple[str, ...]]], list[tuple[str, str]]]:
+    """Split the plan into what can train and (model, why not) for those whose data set is
+    not under `data_dir`: a missing file would only fail the training minutes later, in a
+    red line that reads like a bug instead of a download to make."""
+    from pdm_tools.data import absent, dataset_of
+
+    runnable: list[tuple[str, tuple[str, ...]]] = []
+    skipped: list[tuple[str, str]] = []
+    for name, command in todo:
+        missing = absent(needs.get(name, ()), data_dir)
+        if not missing:
+            runnable.append((name, command))
+            continue
+        rel = [str(p.relative_to(data_dir)) for p in missing]
+        dataset = dataset_of(rel[0])
+        skipped.append(
+            (
+                name,
+                f"no {dataset.short} data under {data_dir} (missing "
+                f"{', '.join(rel)}; `.venv/bin/pdm data check` says where to get it, then "
+                f"`.venv/bin/pdm {' '.join(command)}`)",
+            )
+        )
+    return runnable, skipped
 
 
 def registry_has_champion(tracking_uri: str) -> Callable[[str], bool]:
@@ -61,13 +97,20 @@ class InitialTraining:
     Each pipeline's output goes to `log`; `status()` is the status line's part. Every
     training promotes and announces its champion on `pdm.models.v1`, so the running
     services pick it up without a restart; a failed training is reported and skipped (those
-    predictions answer `no_champion` until `pdm train ...` succeeds)."""
+    predictions answer `no_champion` until `pdm train ...` succeeds). A model whose public
+    data set is not under `PDM_DATA_DIR` is not started at all: `skipped` says why."""
 
     def __init__(self, env: Mapping[str, str], tracking_uri: str, log: Path) -> None:
+        from pdm_tools.paths import data_dir
+
         self.env = dict(env)
         self.tracking_uri = tracking_uri
         self.log = log
+        #: Where the training commands (children with `env`) will look for the data sets.
+        self.data_dir = data_dir(self.env)
         self.todo: list[tuple[str, tuple[str, ...]]] = []
+        #: (model, why) for models left untrained because their data set is not there.
+        self.skipped: list[tuple[str, str]] = []
         self.done: list[str] = []
         self.failed: list[str] = []
         self.current: str | None = None
@@ -77,8 +120,10 @@ class InitialTraining:
         self._thread = threading.Thread(target=self._run, name="initial-training", daemon=True)
 
     def plan(self) -> list[tuple[str, tuple[str, ...]]]:
-        """What will be trained (asks the registry once)."""
-        self.todo = missing_models(registry_has_champion(self.tracking_uri))
+        """What will be trained (asks the registry once); models whose data set is missing
+        go to `skipped` instead."""
+        todo = missing_models(registry_has_champion(self.tracking_uri))
+        self.todo, self.skipped = without_data(todo, self.data_dir)
         return self.todo
 
     def start(self) -> None:
@@ -92,16 +137,23 @@ class InitialTraining:
         self._thread.join(timeout=20)
 
     def status(self) -> str:
+        skipped = (
+            f"; skipped (no data set) {', '.join(name for name, _ in self.skipped)}"
+            if self.skipped
+            else ""
+        )
         if not self.todo:
-            return ""
+            return skipped.removeprefix("; ")
         finished = len(self.done) + len(self.failed)
         if self.current is not None:
             took = time.monotonic() - self.started
-            return f"training {finished + 1}/{len(self.todo)} {self.current} ({took:.0f}s)"
+            return (
+                f"training {finished + 1}/{len(self.todo)} {self.current} ({took:.0f}s)" + skipped
+            )
         if finished == len(self.todo):
             failed = f", {len(self.failed)} failed (see {self.log})" if self.failed else ""
-            return f"models trained{failed}"
-        return f"training {finished}/{len(self.todo)}"
+            return f"models trained{failed}{skipped}"
+        return f"training {finished}/{len(self.todo)}{skipped}"
 
     def _run(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from pdm_gateway.cli import apikey_app
+from pdm_tools.data_cli import data_app
 from pdm_tools.db_cli import register as register_db
 from pdm_tools.dlq_cli import dlq_app
 from pdm_tools.maintenance_cli import schedule_app, technicians_app, workorders_app
@@ -31,6 +32,7 @@ app.add_typer(schedule_app, name="schedule")
 app.add_typer(technicians_app, name="technicians")
 app.add_typer(models_app, name="models")
 app.add_typer(drift_app, name="drift")
+app.add_typer(data_app, name="data")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics of the platform.")
 app.add_typer(topics_app, name="topics")
 

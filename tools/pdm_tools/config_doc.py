@@ -24,6 +24,13 @@ SETTINGS_CLASSES = (
 #: Variables read outside the settings classes.
 EXTRA_ROWS = (
     ("PDM_STATE_DIR", ".pdm", "Where `pdm stack` keeps server state, logs and `stack.env`."),
+    (
+        "PDM_DATA_DIR",
+        "data",
+        "Where the public data sets are (`ai4i2020/`, `cmapss/`, `nab/`; `pdm data check` "
+        "verifies them): `data/` in the checkout (ignored by git), or `shared/data` beside "
+        "the checkout while the checkout has no `data/` and that folder exists.",
+    ),
 )
 
 

@@ -113,6 +113,8 @@ def run(stop_stack: bool = False, train: bool = True) -> None:
     training = InitialTraining(env, settings.mlflow_tracking_uri, logs / "training.log")
     if train:
         todo = training.plan()
+        for name, why in training.skipped:
+            typer.secho(f"   not training {name}: {why}", fg="yellow")
         if todo:
             names = ", ".join(name for name, _ in todo)
             typer.secho(
@@ -122,7 +124,7 @@ def run(stop_stack: bool = False, train: bool = True) -> None:
                 bold=True,
             )
             training.start()
-        else:
+        elif not training.skipped:
             typer.echo("   every initial model has a champion in the registry")
 
     api = f"http://127.0.0.1:{ports['gateway']}"

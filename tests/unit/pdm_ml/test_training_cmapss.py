@@ -137,4 +137,6 @@ def test_cli_registers_the_command() -> None:
     assert result.exit_code == 0
     for option in ("--subset", "--data-dir", "--seed", "--no-promote", "--no-publish"):
         assert option in result.output
-    assert cmapss_cli.DEFAULT_DATA_DIR.parts[-3:] == ("shared", "data", "cmapss")
+    from pdm_tools.paths import data_dir
+
+    assert cmapss_cli.DEFAULT_DATA_DIR == data_dir() / "cmapss"
