@@ -61,4 +61,6 @@ class Stores:
 
     async def schema_ready(self) -> bool:
         """PostgreSQL answers and every table the gateway uses exists (migrated)."""
-        return await tables_exist(self.db.pool, TABLES)
+        if self.db.watch is not None and self.db.watch.down is not None:
+            return False
+        return await tables_exist(self.db.pool, TABLES, within_s=0.5)
