@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration lint fmt typecheck bench stack-up stack-down migrate clean lock
+.PHONY: install run test test-steps test-unit test-integration lint fmt typecheck bench stack-up stack-down migrate clean lock
 
 install: $(STAMP)
 
@@ -25,7 +25,15 @@ lock:
 run: install
 	$(BIN)/pdm run
 
-test: install
+# `make test` times its steps (install included) and prints the wall time at its end, passed
+# or failed, keeping their exit status: the README's promise is checked on every run.
+test:
+	@start=$$(date +%s); $(MAKE) --no-print-directory test-steps; status=$$?; \
+	took=$$(( $$(date +%s) - start )); \
+	echo ">> make test $$( ((status)) && echo FAILED || echo passed ) in $$((took / 60)) min $$((took % 60)) s"; \
+	exit $$status
+
+test-steps: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports

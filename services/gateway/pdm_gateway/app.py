@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pdm_common import topics
 from pdm_common.broker import ensure_topics
 from pdm_common.db.pool import create_pool, ping
+from pdm_common.db.watch import DatabaseWatch
 from pdm_common.events import ReadingSnapshot
 from pdm_common.service import BackgroundTask
 from pdm_common.settings import CommonSettings
@@ -43,6 +44,7 @@ from pdm_gateway.api import (
 )
 from pdm_gateway.api import stream as stream_api
 from pdm_gateway.bus import Bus
+from pdm_gateway.headers import SecurityHeaders
 from pdm_gateway.latest import LatestCache
 from pdm_gateway.middleware import AuditLog, BodyLimit, NoNulInQuery
 from pdm_gateway.model_registry import ModelRegistryView
@@ -74,7 +76,8 @@ def create_app(
     common = common or CommonSettings()
     settings = settings or GatewaySettings()
     configure_logging(SERVICE, common.log_level, common.log_format)
-    db = Database()
+    watch = DatabaseWatch(common.database_url)
+    db = Database(watch=watch)
     stores = Stores.over(db)
     bus = Bus(common, settings.reply_timeout_s)
     model_registry = ModelRegistryView(common.mlflow_tracking_uri, settings.registry_timeout_s)
@@ -94,6 +97,7 @@ def create_app(
             lambda: _purge_idempotency(stores.idempotency, settings.idempotency_ttl_h),
         ),
         BackgroundTask("gateway registry client import", model_registry.warm),
+        BackgroundTask("gateway database watch", watch.run),
     )
 
     @contextlib.asynccontextmanager
@@ -144,7 +148,7 @@ def create_app(
         app.include_router(module.router)
 
     async def database() -> bool:
-        return await ping(db.pool) if db.pool else False
+        return watch.down is None and await ping(db.pool, timeout=0.5) if db.pool else False
 
     async def broker() -> bool:
         return bus.replies_ready and hub.connected
@@ -178,6 +182,7 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(NoNulInQuery)
     app.add_middleware(AuditLog, audit=stores.audit)
+    app.add_middleware(SecurityHeaders, docs_paths=[app.docs_url])  # outermost: all answers
     return app
 
 
@@ -262,4 +267,5 @@ def run(app: FastAPI, port: int, host: str = "0.0.0.0", ws_compression: bool = F
         http="httptools",
         ws="websockets-sansio",
         ws_per_message_deflate=ws_compression,
+        server_header=False,  # no `server: uvicorn` banner
     )

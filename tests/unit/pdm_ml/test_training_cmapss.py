@@ -139,4 +139,4 @@ def test_cli_registers_the_command() -> None:
         assert option in result.output
     from pdm_tools.paths import data_dir
 
-    assert cmapss_cli.DEFAULT_DATA_DIR == data_dir() / "cmapss"
+    assert data_dir() / "cmapss" == cmapss_cli.DEFAULT_DATA_DIR
