@@ -160,16 +160,26 @@ def subscribe_reliably(
     heartbeat_interval_ms: int = 3_000,
     max_poll_interval_ms: int = 60 * 60 * 1000,
     listener: Any = None,
+    relaxed: bool = False,
 ) -> None:
     """Subscribe `handler` to `topic` and to its `.retry` companion (a separate group).
 
     `listener` (an aiokafka `ConsumerRebalanceListener`) is attached to the main topic, for
     services that keep per-partition state.
 
+    The broker holds a fetch on a quiet multi-partition topic for the whole fetch wait (it
+    does not answer early when data arrives), so the wait is both the idle poll rate and the
+    added latency: the `.retry` companion, and `topic` itself when `relaxed`, use
+    `kafka_relaxed_fetch_max_wait_ms`; latency-bound topics keep `kafka_fetch_max_wait_ms`.
+
     `max_poll_interval_ms` is long on purpose: while the database is down the handler pauses
     inside the batch (backpressure), and the consumer must keep its partitions meanwhile.
     """
-    for name, group in ((topic, group_id), (topics.retry_topic(topic), f"{group_id}.retry")):
+    fast, slow = settings.kafka_fetch_max_wait_ms, settings.kafka_relaxed_fetch_max_wait_ms
+    for name, group, wait_ms in (
+        (topic, group_id, slow if relaxed else fast),
+        (topics.retry_topic(topic), f"{group_id}.retry", slow),
+    ):
         _subscribe(
             broker,
             name,
@@ -181,6 +191,7 @@ def subscribe_reliably(
             heartbeat_interval_ms=heartbeat_interval_ms,
             max_poll_interval_ms=max_poll_interval_ms,
             listener=listener if name == topic else None,
+            fetch_max_wait_ms=wait_ms,
         )
 
 
@@ -196,6 +207,7 @@ def _subscribe(
     heartbeat_interval_ms: int,
     max_poll_interval_ms: int,
     listener: Any = None,
+    fetch_max_wait_ms: int,
 ) -> None:
     async def raw_bodies(message: Any) -> Any:
         # Decoding is the processor's job, per message, so one poison message cannot fail
@@ -212,7 +224,7 @@ def _subscribe(
         max_records=max_records,
         batch_timeout_ms=100,
         max_partition_fetch_bytes=max(8 << 20, settings.kafka_max_message_bytes * 2),
-        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        fetch_max_wait_ms=fetch_max_wait_ms,
         session_timeout_ms=session_timeout_ms,
         heartbeat_interval_ms=heartbeat_interval_ms,
         max_poll_interval_ms=max_poll_interval_ms,

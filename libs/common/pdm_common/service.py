@@ -201,10 +201,16 @@ class ServiceKit:
 
     def follow_model_events(self, processor: BatchProcessor[Any], group_prefix: str) -> None:
         """Every process hears every alias move on `pdm.models.v1`."""
-        self.broadcast(topics.MODELS, processor, f"{group_prefix}.models")
+        self.broadcast(topics.MODELS, processor, f"{group_prefix}.models", relaxed=True)
 
     def broadcast(
-        self, topic: str, processor: BatchProcessor[Any], group_prefix: str, max_records: int = 100
+        self,
+        topic: str,
+        processor: BatchProcessor[Any],
+        group_prefix: str,
+        max_records: int = 100,
+        *,
+        relaxed: bool = False,
     ) -> None:
         """Subscribe so that *every* process of the service hears every event of `topic` (not
         one consumer of a group): a consumer group of its own per process (host + pid), read
@@ -219,6 +225,7 @@ class ServiceKit:
             group_id=f"{group_prefix}.{instance}",
             settings=self.common,
             max_records=max_records,
+            relaxed=relaxed,
         )
 
     async def start(self) -> AsyncConnectionPool:

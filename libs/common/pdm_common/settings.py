@@ -48,6 +48,13 @@ class CommonSettings(BaseSettings):
         description="Longest a consumer's fetch waits at the broker for data; bounds the "
         "latency a quiet topic adds (the embedded broker holds a fetch for this long).",
     )
+    kafka_relaxed_fetch_max_wait_ms: int = Field(
+        1000,
+        ge=0,
+        description="Fetch wait of the topics where a second of delivery latency does not "
+        "matter (every `.retry` topic, model announcements, simulator truth, maintenance "
+        "events, alarms and predictions to the scheduler): fewer idle polls of the broker.",
+    )
     database_url: str = Field(
         "postgresql://pdm@127.0.0.1:5432/pdm", description="PostgreSQL connection URL."
     )

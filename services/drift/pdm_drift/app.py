@@ -85,6 +85,7 @@ def create_app(
             # waiting about half the session timeout: keep it short
             session_timeout_ms=SESSION_TIMEOUT_MS,
             heartbeat_interval_ms=SESSION_TIMEOUT_MS // 3,
+            relaxed=topic != topics.DRIFT_COMMANDS,  # only commands have a caller waiting
         )
     tasks = [
         BackgroundTask("warm-up", warm_up),

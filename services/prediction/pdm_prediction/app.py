@@ -52,6 +52,7 @@ def create_app(
         group_id=f"{settings.group_id}.alarms",
         settings=common,
         max_records=settings.batch_max_records,
+        relaxed=True,  # an alarm's prediction a second later changes nothing
     )
     followers = [models.processor()] + ([shadow.processor()] if shadow else [])
     kit.follow_model_events(AliasFollowers(followers), settings.group_id)

@@ -50,6 +50,7 @@ def create_app(
             group_id=group,
             settings=common,
             max_records=settings.batch_max_records,
+            relaxed=True,  # a work order a second later changes nothing
         )
     subscribe_reliably(
         kit.broker,
