@@ -8,7 +8,8 @@ whether tests passed or failed. Servers are started only when a test asks for th
     kafka_bootstrap  "127.0.0.1:PORT" of a tansu broker (in-memory; topics live per session)
     postgres         the EmbeddedPostgres; tests may `.stop()` / `.start()` it (same port,
                      same data), and it is restarted after a test that left it stopped
-    database_url     postgres.url (database `pdm`, superuser `pdm`, trust auth)
+    database_url     postgres.url (database `pdm`, superuser `pdm`, trust auth), or
+                     PDM_TEST_DATABASE_URL when set (see below)
     mlflow_uri       "http://127.0.0.1:PORT" of an MLflow server (~10 s to start)
     pdm_env          sets PDM_KAFKA_BOOTSTRAP / PDM_DATABASE_URL for code that reads settings
     stack_state_dir  an empty state dir for `pdm_tools.stack.stack.up/down` (stopped after)
@@ -17,6 +18,12 @@ If pytest itself is killed (-9), the broker and the MLflow launcher die with it
 (PR_SET_PDEATHSIG); what survives (PostgreSQL, MLflow's uvicorn child) is stopped by the next
 session that starts a server, which reaps the directories of dead sessions. Directories of
 live sessions (another engineer's run) are never touched.
+
+PDM_TEST_DATABASE_URL=postgresql://user:pw@host:port/db runs the database tests against that
+server instead (e.g. one with TimescaleDB, which no package here provides): a throwaway
+database the tests migrate and empty, owned by a role that may CREATE DATABASE (the
+database-layer tests make one per test). Tests that stop and start PostgreSQL need the
+embedded server and skip.
 """
 
 from __future__ import annotations
@@ -91,8 +98,21 @@ def kafka_bootstrap(broker_process: ManagedProcess) -> str:
     return f"{LOOPBACK}:{broker_process.port}"
 
 
+#: An external PostgreSQL/TimescaleDB for the database tests instead of the embedded server.
+TEST_DATABASE_URL_ENV = "PDM_TEST_DATABASE_URL"
+
+
+def external_database_url() -> str | None:
+    return os.environ.get(TEST_DATABASE_URL_ENV) or None
+
+
 @pytest.fixture(scope="session")
 def postgres(test_state_dir: Path) -> Iterator[EmbeddedPostgres]:
+    if external_database_url():
+        pytest.skip(
+            f"stops and starts the embedded PostgreSQL; {TEST_DATABASE_URL_ENV} points the "
+            "database tests at an external server"
+        )
     pg = EmbeddedPostgres(
         test_state_dir / "postgres", free_port(), log_file=log_path(test_state_dir, "postgres")
     )
@@ -113,8 +133,13 @@ def _postgres_back_up_after_test(request: pytest.FixtureRequest) -> Iterator[Non
 
 
 @pytest.fixture(scope="session")
-def database_url(postgres: EmbeddedPostgres) -> str:
-    return postgres.url
+def database_url(request: pytest.FixtureRequest) -> str:
+    """PDM_TEST_DATABASE_URL when set, else the embedded server's URL."""
+    external = external_database_url()
+    if external:
+        return external
+    pg: EmbeddedPostgres = request.getfixturevalue("postgres")
+    return pg.url
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,6 @@
-"""The database layer against a real PostgreSQL (the plain, non-Timescale branch).
+"""The database layer against a real PostgreSQL: the embedded one (the plain branch), or the
+server PDM_TEST_DATABASE_URL names, which takes the Timescale branch when it has TimescaleDB
+(the expectations below follow the branch; test_timescale.py has the Timescale-only ones).
 
 Each test gets its own database created from the session server, so migrations run from
 scratch and nothing leaks into the shared `pdm` database other tests use.
@@ -46,6 +48,28 @@ COLS = ["time", "asset_id", "sensor", "value"]
 TYPES = ["timestamptz", "text", "text", "float8"]
 T0 = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
 SETTINGS = StorageSettings(timescale="auto")
+MIGRATION_NAMES = [
+    "initial",
+    "readings_layout",
+    "alarms",
+    "predictions",
+    "prediction_timer",
+    "predictions_layout",
+    "gateway",
+    "alarm_flood_control",
+    "scheduler",
+    "drift",
+    "shadow_predictions",
+    "readings_freshness",
+]
+MIGRATION_LABELS = [f"{i:04d}_{name}" for i, name in enumerate(MIGRATION_NAMES, start=1)]
+
+
+@pytest.fixture(scope="session")
+def branch(database_url: str) -> mig.Variant:
+    """The branch `pdm migrate` takes on the session server with PDM_TIMESCALE=auto."""
+    with psycopg.connect(database_url) as c:
+        return "timescale" if mig.timescale_available(c) else "plain"
 
 
 @pytest.fixture
@@ -87,38 +111,17 @@ def _rows(url: str, query: str) -> list[tuple[Any, ...]]:
 # --- migrations ----------------------------------------------------------------------------
 
 
-def test_migrate_from_scratch_then_rerun_is_a_noop(fresh_db: str) -> None:
+def test_migrate_from_scratch_then_rerun_is_a_noop(fresh_db: str, branch: mig.Variant) -> None:
     messages: list[str] = []
     first = mig.migrate(fresh_db, SETTINGS, echo=messages.append)
-    assert first.variant == "plain"
-    assert first.applied == [
-        "0001_initial",
-        "0002_readings_layout",
-        "0003_alarms",
-        "0004_predictions",
-        "0005_prediction_timer",
-        "0006_predictions_layout",
-        "0007_gateway",
-        "0008_alarm_flood_control",
-        "0009_scheduler",
-        "0010_drift",
-        "0011_shadow_predictions",
-    ]
-    assert any("storage branch: plain" in m for m in messages)
+    assert first.variant == branch
+    assert first.applied == MIGRATION_LABELS
+    assert any(f"storage branch: {branch}" in m for m in messages)
     recorded = _rows(fresh_db, "SELECT version, name, variant, applied_at FROM schema_migrations")
     assert [(v, n, var) for v, n, var, _ in sorted(recorded)] == [
-        (1, "initial", "plain"),
-        (2, "readings_layout", "plain"),
-        (3, "alarms", "plain"),
-        (4, "predictions", "plain"),
-        (5, "prediction_timer", "plain"),
-        (6, "predictions_layout", "plain"),
-        (7, "gateway", "plain"),
-        (8, "alarm_flood_control", "plain"),
-        (9, "scheduler", "plain"),
-        (10, "drift", "plain"),
-        (11, "shadow_predictions", "plain"),
+        (i, name, branch) for i, name in enumerate(MIGRATION_NAMES, start=1)
     ]
+    # A continuous aggregate's user-facing relation is a view, like the plain branch's.
     tables = _rows(
         fresh_db,
         "SELECT relname, relkind FROM pg_class WHERE relname IN "
@@ -137,20 +140,10 @@ def test_migrate_from_scratch_then_rerun_is_a_noop(fresh_db: str) -> None:
     assert sorted(again) == sorted(recorded)  # untouched, applied_at included
     report = mig.status(fresh_db)
     assert [(r.name, r.state) for r in report.migrations] == [
-        ("initial", "applied"),
-        ("readings_layout", "applied"),
-        ("alarms", "applied"),
-        ("predictions", "applied"),
-        ("prediction_timer", "applied"),
-        ("predictions_layout", "applied"),
-        ("gateway", "applied"),
-        ("alarm_flood_control", "applied"),
-        ("scheduler", "applied"),
-        ("drift", "applied"),
-        ("shadow_predictions", "applied"),
+        (name, "applied") for name in MIGRATION_NAMES
     ]
-    assert report.recorded_variant == "plain"
-    assert report.timescale_available is False
+    assert report.recorded_variant == branch
+    assert report.timescale_available is (branch == "timescale")
 
 
 def test_changed_checksum_is_detected(fresh_db: str, tmp_path: Path) -> None:
@@ -163,17 +156,7 @@ def test_changed_checksum_is_detected(fresh_db: str, tmp_path: Path) -> None:
         mig.migrate(fresh_db, SETTINGS, migrations=edited)
     states = {r.name: r.state for r in mig.status(fresh_db, migrations=edited).migrations}
     assert states == {
-        "initial": "changed",
-        "readings_layout": "applied",
-        "alarms": "applied",
-        "predictions": "applied",
-        "prediction_timer": "applied",
-        "predictions_layout": "applied",
-        "gateway": "applied",
-        "alarm_flood_control": "applied",
-        "scheduler": "applied",
-        "drift": "applied",
-        "shadow_predictions": "applied",
+        name: "changed" if name == "initial" else "applied" for name in MIGRATION_NAMES
     }
     assert _rows(fresh_db, "SELECT to_regclass('sneaky')") == [(None,)]
 
@@ -185,7 +168,7 @@ def test_failing_migration_is_rolled_back_entirely(fresh_db: str, tmp_path: Path
     )
     with pytest.raises(mig.MigrationError, match="0099_broken failed and was rolled back"):
         mig.migrate(fresh_db, SETTINGS, migrations=mig.load_migrations(directory))
-    assert _rows(fresh_db, "SELECT max(version) FROM schema_migrations") == [(11,)]
+    assert _rows(fresh_db, "SELECT max(version) FROM schema_migrations") == [(12,)]
     assert _rows(fresh_db, "SELECT to_regclass('half_done')") == [(None,)]
 
 
@@ -206,34 +189,36 @@ def test_concurrent_migrate_runs_are_serialised(fresh_db: str, tmp_path: Path) -
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(run, range(4)))
     applied = sorted(label for r in results for label in r.applied)
-    assert applied == [
-        "0001_initial",
-        "0002_readings_layout",
-        "0003_alarms",
-        "0004_predictions",
-        "0005_prediction_timer",
-        "0006_predictions_layout",
-        "0007_gateway",
-        "0008_alarm_flood_control",
-        "0009_scheduler",
-        "0010_drift",
-        "0011_shadow_predictions",
-        "0099_slow",
-    ]
+    assert applied == [*MIGRATION_LABELS, "0099_slow"]
     assert any("waiting for it to finish" in m for ms in messages for m in ms)
-    assert _rows(fresh_db, "SELECT count(*) FROM schema_migrations") == [(12,)]
+    assert _rows(fresh_db, "SELECT count(*) FROM schema_migrations") == [(13,)]
 
 
 def test_timescale_on_without_the_extension_fails_before_touching_anything(
-    fresh_db: str,
+    fresh_db: str, branch: mig.Variant
 ) -> None:
+    if branch == "timescale":
+        pytest.skip("this server has TimescaleDB: PDM_TIMESCALE=on succeeds here")
     with pytest.raises(mig.MigrationError, match="timescaledb extension is not available"):
         mig.migrate(fresh_db, StorageSettings(timescale="on"))
     assert _rows(fresh_db, "SELECT to_regclass('schema_migrations')") == [(None,)]
 
 
+def test_timescale_off_warns_why_the_branch_is_plain(
+    fresh_db: str, branch: mig.Variant, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The warning names the reason: the setting on a server with TimescaleDB, the missing
+    extension elsewhere."""
+    with caplog.at_level("WARNING", logger="pdm_common.db.migrations"):
+        result = mig.migrate(fresh_db, StorageSettings(timescale="off"))
+    assert result.variant == "plain"
+    expected = mig.OFF_WARNING if branch == "timescale" else mig.PLAIN_WARNING
+    assert [r.getMessage() for r in caplog.records] == [expected]
+    assert ("not available" in expected) is (branch == "plain")
+
+
 def test_cli_status_dry_run_and_migrate(
-    fresh_db: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    fresh_db: str, branch: mig.Variant, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no .pdm/stack.env
     monkeypatch.setenv("PDM_DATABASE_URL", fresh_db)
@@ -247,8 +232,11 @@ def test_cli_status_dry_run_and_migrate(
     runner = CliRunner()
     dry = runner.invoke(app, ["migrate", "--dry-run"])
     assert dry.exit_code == 0, dry.output
-    assert "-- storage branch: plain" in dry.output
-    assert "CREATE VIEW readings_1h" in dry.output
+    assert f"-- storage branch: {branch}" in dry.output
+    if branch == "plain":
+        assert "CREATE VIEW readings_1h" in dry.output
+    else:
+        assert "CREATE MATERIALIZED VIEW readings_1h" in dry.output
     ts = runner.invoke(app, ["migrate", "--dry-run", "--variant", "timescale"])
     assert ts.exit_code == 0, ts.output
     assert "create_hypertable('readings'" in ts.output
@@ -256,7 +244,7 @@ def test_cli_status_dry_run_and_migrate(
 
     applied = runner.invoke(app, ["migrate"])
     assert applied.exit_code == 0, applied.output
-    assert "applied 0002_readings_layout [plain]" in applied.output
+    assert f"applied 0002_readings_layout [{branch}]" in applied.output
     status = runner.invoke(app, ["migrate", "--status"])
     assert status.exit_code == 0, status.output
     assert "readings_layout" in status.output and "applied" in status.output
@@ -337,11 +325,13 @@ async def test_plain_predictions_dedupe_redelivered_requests(
 
 
 async def test_timescale_request_claim_dedupes_without_a_request_id_index(
-    conn: psycopg.AsyncConnection[Any],
+    conn: psycopg.AsyncConnection[Any], branch: mig.Variant
 ) -> None:
     """The parts of 0006's Timescale branch that are plain SQL (claim table, trigger, index
     swap, prune procedure) run here for real: with only (request_id, time) unique, a
     redelivered request with a new `time` is still stored once."""
+    if branch == "timescale":
+        pytest.skip("0006 ran this SQL for real on this server; test_timescale.py covers it")
     stored = uuid.uuid4()
     before = [_prediction(stored, T0)]  # stored before 0006: its claim comes from the backfill
     assert await copy_insert_ignore(conn, "predictions", PRED_COLS, PRED_TYPES, before) == 1
@@ -487,11 +477,11 @@ async def test_readings_1h_view_answers(conn: psycopg.AsyncConnection[Any]) -> N
     ],
 )
 async def test_readings_bucketed_matches_readings_1h(
-    conn: psycopg.AsyncConnection[Any], agg: Any, expected: list[float]
+    conn: psycopg.AsyncConnection[Any], branch: mig.Variant, agg: Any, expected: list[float]
 ) -> None:
     await _load_sample(conn)
     timescale = await timescale_enabled(conn)
-    assert timescale is False
+    assert timescale is (branch == "timescale")
     rows = await readings_bucketed(
         conn, "pump-1", "temp", T0, T0 + timedelta(hours=2), "1h", agg, timescale
     )

@@ -16,7 +16,12 @@ from pydantic import ValidationError
 from pdm_common.db import migrations as mig
 from pdm_common.db.bulk import _stage_name
 from pdm_common.db.pool import classify_db_error
-from pdm_common.db.queries import aggregate_expression, bucket_expression, readings_bucketed
+from pdm_common.db.queries import (
+    aggregate_expression,
+    bucket_expression,
+    readings_bucketed,
+    rollup_query,
+)
 from pdm_common.db.settings import StorageSettings, parse_interval
 
 
@@ -34,6 +39,8 @@ def _no_pdm_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "PDM_READINGS_COMPRESS_AFTER_DAYS",
         "PDM_READINGS_RETENTION_DAYS",
         "PDM_PREDICTIONS_RETENTION_DAYS",
+        "PDM_READINGS_1H_RETENTION_DAYS",
+        "PDM_READINGS_1H_STALE_REFRESH_INTERVAL",
     ]:
         monkeypatch.delenv(key, raising=False)
 
@@ -70,13 +77,37 @@ def test_timescale_statements_default() -> None:
     assert cagg.endswith("GROUP BY bucket, asset_id, sensor WITH NO DATA")
     policies = stmts[4:]
     assert policies == mig.timescale_policy_statements(settings())
+    jobs = (
+        " FROM timescaledb_information.jobs WHERE proc_name = {} "
+        "AND hypertable_schema = current_schema() AND hypertable_name = {} AND NOT ({})"
+    )
     assert policies == [
         "SELECT set_chunk_time_interval('readings', INTERVAL '1 day')",
-        "SELECT remove_compression_policy('readings', if_exists => true)",
+        # A policy is removed only when its settings changed; the add is then a no-op.
+        "SELECT remove_compression_policy('readings', if_exists => true)"
+        + jobs.format(
+            "'policy_compression'",
+            "'readings'",
+            "(config->>'compress_after')::interval = INTERVAL '7 days'",
+        ),
         "SELECT add_compression_policy('readings', INTERVAL '7 days', if_not_exists => true)",
-        "SELECT remove_retention_policy('readings', if_exists => true)",
+        "SELECT remove_retention_policy('readings', if_exists => true)"
+        + jobs.format(
+            "'policy_retention'",
+            "'readings'",
+            "(config->>'drop_after')::interval = INTERVAL '180 days'",
+        ),
         "SELECT add_retention_policy('readings', INTERVAL '180 days', if_not_exists => true)",
-        "SELECT remove_continuous_aggregate_policy('readings_1h', if_exists => true)",
+        # The hourly aggregate is kept forever by default (PDM_READINGS_1H_RETENTION_DAYS=0).
+        "SELECT remove_retention_policy('readings_1h', if_exists => true)",
+        "SELECT remove_continuous_aggregate_policy('readings_1h', if_exists => true)"
+        + jobs.format(
+            "'policy_refresh_continuous_aggregate'",
+            "'readings_1h'",
+            "(config->>'start_offset')::interval = INTERVAL '3 days' "
+            "AND (config->>'end_offset')::interval = INTERVAL '1 hour' "
+            "AND schedule_interval = INTERVAL '30 minutes'",
+        ),
         "SELECT add_continuous_aggregate_policy('readings_1h', "
         "start_offset => INTERVAL '3 days', end_offset => INTERVAL '1 hour', "
         "schedule_interval => INTERVAL '30 minutes', if_not_exists => true)",
@@ -91,8 +122,10 @@ def test_timescale_statements_follow_settings() -> None:
         readings_1h_refresh_start_offset="2 days",
         readings_1h_refresh_lag="15 minutes",
         readings_1h_refresh_interval="5 minutes",
+        readings_1h_retention_days=400,
     )
     text = "\n".join(mig.timescale_statements(custom))
+    assert "add_retention_policy('readings_1h', INTERVAL '400 days'," in text
     assert "by_range('time', INTERVAL '6 hours')" in text
     assert "set_chunk_time_interval('readings', INTERVAL '6 hours')" in text
     assert "add_compression_policy('readings', INTERVAL '1 day'," in text
@@ -111,9 +144,10 @@ def test_zero_retention_and_compression_skip_their_policies_but_remove_old_ones(
     )
     assert "add_retention_policy" not in text
     assert "add_compression_policy" not in text
-    # Switching to 0 later must drop a policy created earlier.
-    assert "remove_retention_policy('readings', if_exists => true)" in text
-    assert "remove_compression_policy('readings', if_exists => true)" in text
+    # Switching to 0 later must drop a policy created earlier, whatever its config.
+    lines = text.splitlines()
+    assert "SELECT remove_retention_policy('readings', if_exists => true)" in lines
+    assert "SELECT remove_compression_policy('readings', if_exists => true)" in lines
 
 
 def test_plain_view_has_the_same_columns_with_date_bin() -> None:
@@ -192,15 +226,26 @@ def test_predictions_timescale_statements_default() -> None:
     )
     policies = stmts[13:]
     assert policies == mig.predictions_policy_statements(settings())
-    assert policies == [
-        "SELECT remove_compression_policy('predictions', if_exists => true)",
+    assert policies[:4] == [
+        "SELECT remove_compression_policy('predictions', if_exists => true) "
+        "FROM timescaledb_information.jobs WHERE proc_name = 'policy_compression' "
+        "AND hypertable_schema = current_schema() AND hypertable_name = 'predictions' "
+        "AND NOT ((config->>'compress_after')::interval = INTERVAL '7 days')",
         "SELECT add_compression_policy('predictions', INTERVAL '7 days', if_not_exists => true)",
-        "SELECT remove_retention_policy('predictions', if_exists => true)",
+        "SELECT remove_retention_policy('predictions', if_exists => true) "
+        "FROM timescaledb_information.jobs WHERE proc_name = 'policy_retention' "
+        "AND hypertable_schema = current_schema() AND hypertable_name = 'predictions' "
+        "AND NOT ((config->>'drop_after')::interval = INTERVAL '180 days')",
         "SELECT add_retention_policy('predictions', INTERVAL '180 days', if_not_exists => true)",
+    ]
+    assert policies[4:] == [
         "SELECT delete_job(job_id) FROM timescaledb_information.jobs "
-        "WHERE proc_name = 'prune_prediction_requests'",
+        "WHERE proc_name = 'prune_prediction_requests' AND NOT (schedule_interval = "
+        "INTERVAL '1 day' AND (config->>'drop_after')::interval = INTERVAL '180 days')",
         "SELECT add_job('prune_prediction_requests', INTERVAL '1 day', "
-        "config => jsonb_build_object('drop_after', INTERVAL '180 days'))",
+        "config => jsonb_build_object('drop_after', INTERVAL '180 days')) "
+        "WHERE NOT EXISTS (SELECT FROM timescaledb_information.jobs "
+        "WHERE proc_name = 'prune_prediction_requests')",
     ]
     text = "\n".join(stmts)
     # Nothing of 0004's (request_id) index survives on this branch.
@@ -226,7 +271,10 @@ def test_predictions_policies_follow_settings() -> None:
     assert "add_job" not in off
     assert "remove_compression_policy('predictions', if_exists => true)" in off
     assert "remove_retention_policy('predictions', if_exists => true)" in off
-    assert "delete_job(job_id)" in off
+    assert (
+        "SELECT delete_job(job_id) FROM timescaledb_information.jobs "
+        "WHERE proc_name = 'prune_prediction_requests'"
+    ) in off.splitlines()
 
 
 def test_predictions_layout_plain_is_a_noop() -> None:
@@ -260,12 +308,16 @@ def test_policies_are_re_applied_per_generated_step() -> None:
     found = mig.load_migrations()
     readings = mig.timescale_policy_statements(settings())
     predictions = mig.predictions_policy_statements(settings())
+    freshness = mig.freshness_policy_statements(settings())
     assert mig.policy_statements({}, found, settings()) == []
-    assert mig.policy_statements(_applied(v2="plain", v6="plain"), found, settings()) == []
+    plain = _applied(v2="plain", v6="plain", v12="plain")
+    assert mig.policy_statements(plain, found, settings()) == []
     # 0006 not applied yet: its render adds the predictions policies the first time.
     assert mig.policy_statements(_applied(v2="timescale"), found, settings()) == readings
     both = _applied(v2="timescale", v6="timescale")
     assert mig.policy_statements(both, found, settings()) == readings + predictions
+    every = _applied(v2="timescale", v6="timescale", v12="timescale")
+    assert mig.policy_statements(every, found, settings()) == readings + predictions + freshness
 
 
 @pytest.mark.parametrize(
@@ -278,12 +330,63 @@ def test_policies_are_re_applied_per_generated_step() -> None:
         ("predictions_retention_days", -1, "greater than or equal"),
         ("readings_retention_days", 2, "longer than readings_1h_refresh_start_offset"),
         ("readings_1h_refresh_start_offset", "2 hours", "at least 2 hours"),
+        ("readings_1h_retention_days", 90, "at least readings_retention_days"),
+        ("readings_1h_retention_days", -1, "greater than or equal"),
+        ("readings_1h_stale_refresh_interval", "1 month", "invalid interval"),
         ("timescale", "maybe", "auto"),
     ],
 )
 def test_invalid_settings_are_refused(field: str, value: object, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         settings(**{field: value})
+
+
+def test_hourly_retention_needs_a_raw_retention_at_most_as_long() -> None:
+    assert settings(readings_1h_retention_days=180).readings_1h_retention_days == 180
+    assert settings(readings_retention_days=0).readings_1h_retention_days == 0  # both forever
+    with pytest.raises(ValidationError, match="which must then not be 0"):
+        settings(readings_retention_days=0, readings_1h_retention_days=365)
+
+
+def test_freshness_step_and_its_job() -> None:
+    step = next(m for m in mig.load_migrations() if m.label == "0012_readings_freshness")
+    assert step.generated
+    assert step.render("plain", settings()) == []
+    stmts = step.render("timescale", settings())
+    assert stmts == mig.freshness_timescale_statements(settings())
+    text = "\n".join(stmts)
+    for name in [
+        "CREATE TABLE readings_1h_refresh_state",
+        "CREATE FUNCTION readings_1h_stale_ranges(from_time timestamptz, to_time timestamptz)",
+        "CREATE PROCEDURE refresh_readings_1h_stale(job_id integer, config jsonb)",
+        "CREATE VIEW readings_1h_freshness",
+    ]:
+        assert name in text
+    assert stmts[-2:] == mig.freshness_policy_statements(settings())
+    assert stmts[-2:] == [
+        "SELECT delete_job(job_id) FROM timescaledb_information.jobs "
+        "WHERE proc_name = 'refresh_readings_1h_stale' AND NOT schedule_interval = "
+        "INTERVAL '5 minutes'",
+        "SELECT add_job('refresh_readings_1h_stale', INTERVAL '5 minutes') "
+        "WHERE NOT EXISTS (SELECT FROM timescaledb_information.jobs "
+        "WHERE proc_name = 'refresh_readings_1h_stale')",
+    ]
+    assert step.checksum("timescale") != step.checksum("plain")
+    assert step.checksum("timescale") == mig.GENERATED[2].checksum("timescale")
+
+
+@pytest.mark.parametrize(
+    ("mode", "available", "expected"),
+    [
+        ("auto", False, mig.PLAIN_WARNING),
+        ("off", False, mig.PLAIN_WARNING),
+        ("off", True, mig.OFF_WARNING),
+        ("auto", True, None),  # a database recorded as plain: choose_variant says why
+    ],
+)
+def test_plain_warning_names_the_reason(mode: str, available: bool, expected: str | None) -> None:
+    assert mig.plain_warning(mode, available) == expected
+    assert "not available" not in mig.OFF_WARNING and "PDM_TIMESCALE=off" in mig.OFF_WARNING
 
 
 def test_intervals_are_normalised() -> None:
@@ -351,6 +454,7 @@ def test_shipped_migrations_are_ordered_and_packaged() -> None:
         "0009_scheduler",
         "0010_drift",
         "0011_shadow_predictions",
+        "0012_readings_freshness",
     ]
     assert (mig.MIGRATIONS_DIR / "0001_initial.sql").is_file()
     (initial,) = found[0].render("plain", settings())
@@ -382,8 +486,11 @@ def test_plan_without_database_shows_every_step() -> None:
         "0009_scheduler",
         "0010_drift",
         "0011_shadow_predictions",
+        "0012_readings_freshness",
     ]
     assert planned.steps[1].statements == mig.timescale_statements(settings())
+    assert planned.steps[11].statements == mig.freshness_timescale_statements(settings())
+    assert mig.plan(None, settings(), variant="plain").steps[11].statements == []
     assert planned.steps[5].statements == mig.predictions_timescale_statements(settings())
     assert mig.plan(None, settings(), variant="plain").steps[5].statements == []
     with pytest.raises(ValueError, match="variant"):
@@ -542,3 +649,30 @@ def test_timescale_reads_hour_and_day_buckets_from_the_continuous_aggregate() ->
     assert not uses_rollup("1m", *whole)
     assert not uses_rollup("1d", whole[0].replace(hour=5), whole[1])
     assert uses_rollup("1h", whole[0].replace(hour=5), whole[1])
+
+
+def test_rollup_query_reads_stale_hours_raw() -> None:
+    """Hours changed since they were materialised come from `readings`, one range scan each;
+    without stale ranges the query is the plain aggregate read."""
+    assert rollup_query("1h", "max", True, True).as_string() == (
+        'SELECT bucket, sensor, "max_value" AS value FROM readings_1h WHERE asset_id = '
+        "%(asset_id)s AND sensor = %(sensor)s AND bucket >= %(start)s AND bucket < %(end)s "
+        "ORDER BY sensor, bucket"
+    )
+    mixed = rollup_query("1d", "last", True, False, [(T0, T1), (T1, T1)]).as_string()
+    assert mixed.startswith(
+        "SELECT time_bucket(INTERVAL '1 day', bucket) AS day, sensor, "
+        "(array_agg(last_value ORDER BY bucket DESC))[1] AS value FROM (SELECT bucket, sensor, "
+        "avg_value, min_value, max_value, sample_count, last_value FROM readings_1h WHERE "
+        "asset_id = %(asset_id)s  AND bucket >= %(start)s AND bucket < %(end)s "
+        "AND NOT (bucket >= %(stale_lo_0)s AND bucket < %(stale_hi_0)s) "
+        "AND NOT (bucket >= %(stale_lo_1)s AND bucket < %(stale_hi_1)s) UNION ALL "
+    )
+    for i in (0, 1):
+        assert (
+            """SELECT time_bucket(INTERVAL '1 hour', "time") AS bucket, sensor, avg(value), """
+            'min(value), max(value), count(*), last("value", "time") FROM readings WHERE '
+            f"asset_id = %(asset_id)s  AND time >= %(stale_lo_{i})s AND time < %(stale_hi_{i})s "
+            "GROUP BY 1, 2"
+        ) in mixed
+    assert mixed.endswith(") AS hours  GROUP BY sensor, 1 ORDER BY sensor, 1")

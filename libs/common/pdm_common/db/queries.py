@@ -76,6 +76,21 @@ def _check_range(start: datetime, end: datetime) -> None:
         raise ValueError(f"start ({start.isoformat()}) must be before end ({end.isoformat()})")
 
 
+#: Which table answered a bucketed read: the raw table, the hourly aggregate, or the hourly
+#: aggregate with the hours changed since they were materialised read raw.
+Source = Literal["readings", "readings_1h", "readings_1h+readings"]
+
+
+@dataclass(frozen=True, slots=True)
+class BucketedReadings:
+    rows: list[BucketRow]
+    source: Source
+
+
+#: Beyond this many stale ranges in one read, they are merged into one (still exact, more raw).
+MAX_STALE_RANGES = 16
+
+
 async def readings_bucketed(
     conn: AsyncConnection[Any],
     asset_id: str,
@@ -88,6 +103,26 @@ async def readings_bucketed(
     *,
     rollup: bool | None = None,
 ) -> list[BucketRow]:
+    """Aggregate one asset's readings in `[start, end)` per sensor and bucket (see
+    `readings_bucketed_from`, which also says which table answered)."""
+    found = await readings_bucketed_from(
+        conn, asset_id, sensor, start, end, bucket, agg, timescale, rollup=rollup
+    )
+    return found.rows
+
+
+async def readings_bucketed_from(
+    conn: AsyncConnection[Any],
+    asset_id: str,
+    sensor: str | None,
+    start: datetime,
+    end: datetime,
+    bucket: Bucket,
+    agg: Agg,
+    timescale: bool,
+    *,
+    rollup: bool | None = None,
+) -> BucketedReadings:
     """Aggregate one asset's readings in `[start, end)` per sensor and bucket.
 
     `sensor=None` means every sensor of the asset. Only buckets with data are returned, ordered
@@ -95,27 +130,69 @@ async def readings_bucketed(
 
     On TimescaleDB, hour and day buckets over a range of whole buckets are read from the
     continuous aggregate `readings_1h` (`uses_rollup`), which is what it is for: a year of
-    one sensor is 8,760 rows there instead of millions. Elsewhere `readings_1h` is a plain
-    view that would aggregate the asset's whole history, so the raw table is bucketed
-    instead. `rollup` forces the choice (tests compare both paths).
+    one sensor is 8,760 rows there instead of millions. Hours changed after they were
+    materialised (late readings, backfills, rows into compressed chunks; migration 0012
+    lists them) are read raw until the background job refreshes them, so the answer is the
+    raw table's whatever the arrival order. Beyond the `readings` retention horizon the
+    aggregate is the only source left (downsampled history). Elsewhere `readings_1h` is a
+    plain view that would aggregate the asset's whole history, so the raw table is bucketed
+    instead. `rollup` forces the choice (tests compare both paths) and skips the stale check.
     """
     _check_range(start, end)
+    params: dict[str, Any] = {"asset_id": asset_id, "sensor": sensor, "start": start, "end": end}
+    source: Source = "readings"
     if rollup if rollup is not None else (timescale and uses_rollup(bucket, start, end)):
-        query = rollup_query(bucket, agg, timescale, sensor is not None)
+        stale = [] if rollup is not None else await stale_ranges(conn, start, end)
+        if stale == [(start, end)]:
+            query = _raw_query(bucket, agg, timescale, sensor is not None)
+        else:
+            query = rollup_query(bucket, agg, timescale, sensor is not None, stale)
+            source = "readings_1h+readings" if stale else "readings_1h"
+            params |= _stale_params(stale)
     else:
-        bucket_expr = bucket_expression(bucket, timescale)
-        agg_expr = aggregate_expression(agg, timescale)
-        sensor_filter = sql.SQL("AND sensor = %(sensor)s") if sensor is not None else sql.SQL("")
-        query = sql.SQL(
-            "SELECT {bucket} AS bucket, sensor, {agg} AS value FROM readings "
-            "WHERE asset_id = %(asset_id)s {sensor_filter} "
-            "AND time >= %(start)s AND time < %(end)s "
-            "GROUP BY sensor, 1 ORDER BY sensor, 1"
-        ).format(bucket=bucket_expr, agg=agg_expr, sensor_filter=sensor_filter)
-    params = {"asset_id": asset_id, "sensor": sensor, "start": start, "end": end}
+        query = _raw_query(bucket, agg, timescale, sensor is not None)
     async with conn.cursor() as cur:
         await cur.execute(query, params)
-        return [BucketRow(b, s, v) for b, s, v in await cur.fetchall()]
+        rows = [BucketRow(b, s, v) for b, s, v in await cur.fetchall()]
+    return BucketedReadings(rows, source)
+
+
+def _raw_query(bucket: Bucket, agg: Agg, timescale: bool, one_sensor: bool) -> sql.Composed:
+    sensor_filter = sql.SQL("AND sensor = %(sensor)s") if one_sensor else sql.SQL("")
+    return sql.SQL(
+        "SELECT {bucket} AS bucket, sensor, {agg} AS value FROM readings "
+        "WHERE asset_id = %(asset_id)s {sensor_filter} "
+        "AND time >= %(start)s AND time < %(end)s "
+        "GROUP BY sensor, 1 ORDER BY sensor, 1"
+    ).format(
+        bucket=bucket_expression(bucket, timescale),
+        agg=aggregate_expression(agg, timescale),
+        sensor_filter=sensor_filter,
+    )
+
+
+async def stale_ranges(
+    conn: AsyncConnection[Any], start: datetime, end: datetime
+) -> list[tuple[datetime, datetime]]:
+    """The hour-aligned ranges within `[start, end)` where `readings_1h` is not current
+    (TimescaleDB branch, migration 0012), merged into one when there are too many."""
+    async with conn.cursor() as cur:
+        await cur.execute(
+            "SELECT lo, hi FROM readings_1h_stale_ranges(%(start)s, %(end)s)",
+            {"start": start, "end": end},
+        )
+        found: list[tuple[datetime, datetime]] = [(lo, hi) for lo, hi in await cur.fetchall()]
+    if len(found) > MAX_STALE_RANGES:
+        return [(found[0][0], max(hi for _, hi in found))]
+    return found
+
+
+def _stale_params(stale: Sequence[tuple[datetime, datetime]]) -> dict[str, datetime]:
+    out: dict[str, datetime] = {}
+    for i, (lo, hi) in enumerate(stale):
+        out[f"stale_lo_{i}"] = lo
+        out[f"stale_hi_{i}"] = hi
+    return out
 
 
 _ROLLUP_SECONDS = {"1h": 3600, "1d": 86400}
@@ -148,20 +225,34 @@ _ROLLUP_DAY = {
 }
 
 
-def rollup_query(bucket: Bucket, agg: Agg, timescale: bool, one_sensor: bool) -> sql.Composed:
-    """The bucketed query over `readings_1h` (hour rows as they are, or combined per day)."""
+def rollup_query(
+    bucket: Bucket,
+    agg: Agg,
+    timescale: bool,
+    one_sensor: bool,
+    stale: Sequence[tuple[datetime, datetime]] = (),
+) -> sql.Composed:
+    """The bucketed query over `readings_1h` (hour rows as they are, or combined per day).
+
+    With `stale` ranges (hour-aligned, inside the read range, parameters `stale_lo_<i>` /
+    `stale_hi_<i>`), the hours inside them come from the raw table instead, bucketed into
+    the same columns, one index range scan per range."""
     if agg not in _ROLLUP_COLUMN:
         raise ValueError(f"unknown aggregate {agg!r}: use one of {', '.join(get_args(Agg))}")
+    if bucket not in ("1h", "1d"):
+        raise ValueError(f"readings_1h cannot answer {bucket!r} buckets")
     sensor_filter = sql.SQL("AND sensor = %(sensor)s") if one_sensor else sql.SQL("")
-    where = sql.SQL(
+    where: sql.Composable = sql.SQL(
         "WHERE asset_id = %(asset_id)s {} AND bucket >= %(start)s AND bucket < %(end)s"
     ).format(sensor_filter)
+    hours: sql.Composable = sql.SQL("readings_1h")
+    if stale:
+        hours = _hours_with_raw(timescale, sensor_filter, where, len(stale))
+        where = sql.SQL("")
     if bucket == "1h":
         return sql.SQL(
-            "SELECT bucket, sensor, {col} AS value FROM readings_1h {where} ORDER BY sensor, bucket"
-        ).format(col=sql.Identifier(_ROLLUP_COLUMN[agg]), where=where)
-    if bucket != "1d":
-        raise ValueError(f"readings_1h cannot answer {bucket!r} buckets")
+            "SELECT bucket, sensor, {col} AS value FROM {hours} {where} ORDER BY sensor, bucket"
+        ).format(col=sql.Identifier(_ROLLUP_COLUMN[agg]), hours=hours, where=where)
     width = sql.SQL("INTERVAL {}").format(sql.Literal(BUCKET_INTERVALS["1d"]))
     origin = sql.SQL("TIMESTAMPTZ {}").format(sql.Literal(DATE_BIN_ORIGIN))
     day = (
@@ -170,9 +261,44 @@ def rollup_query(bucket: Bucket, agg: Agg, timescale: bool, one_sensor: bool) ->
         else sql.SQL("date_bin({}, bucket, {})").format(width, origin)
     )
     return sql.SQL(
-        "SELECT {day} AS day, sensor, {agg} AS value FROM readings_1h {where} "
+        "SELECT {day} AS day, sensor, {agg} AS value FROM {hours} {where} "
         "GROUP BY sensor, 1 ORDER BY sensor, 1"
-    ).format(day=day, agg=sql.SQL(_ROLLUP_DAY[agg]), where=where)
+    ).format(day=day, agg=sql.SQL(_ROLLUP_DAY[agg]), hours=hours, where=where)
+
+
+_HOUR_COLUMNS = "bucket, sensor, avg_value, min_value, max_value, sample_count, last_value"
+
+
+def _hours_with_raw(
+    timescale: bool, sensor_filter: sql.Composable, where: sql.Composable, ranges: int
+) -> sql.Composed:
+    """`readings_1h`'s rows outside the stale ranges plus the raw table's hours inside them,
+    as a subquery with the aggregate's columns."""
+    outside = sql.SQL(" ").join(
+        sql.SQL("AND NOT (bucket >= %(stale_lo_{i})s AND bucket < %(stale_hi_{i})s)").format(
+            i=sql.SQL(str(i))
+        )
+        for i in range(ranges)
+    )
+    parts = [
+        sql.SQL("SELECT {cols} FROM readings_1h {where} {outside}").format(
+            cols=sql.SQL(_HOUR_COLUMNS), where=where, outside=outside
+        )
+    ]
+    for i in range(ranges):
+        parts.append(
+            sql.SQL(
+                "SELECT {bucket} AS bucket, sensor, avg(value), min(value), max(value), "
+                "count(*), {last} FROM readings WHERE asset_id = %(asset_id)s {sensor_filter} "
+                "AND time >= %(stale_lo_{i})s AND time < %(stale_hi_{i})s GROUP BY 1, 2"
+            ).format(
+                bucket=bucket_expression("1h", timescale),
+                last=aggregate_expression("last", timescale),
+                sensor_filter=sensor_filter,
+                i=sql.SQL(str(i)),
+            )
+        )
+    return sql.SQL("({}) AS hours").format(sql.SQL(" UNION ALL ").join(parts))
 
 
 # A loose index scan over the primary key (asset_id, sensor, time): one index probe to find

@@ -1,4 +1,5 @@
-"""Storage tunables: TimescaleDB use, chunking, compression, retention, `readings_1h` refresh.
+"""Storage tunables: TimescaleDB use, chunking, compression, retention, `readings_1h` refresh
+and retention.
 
 They only shape what `pdm migrate` emits; services never read them. Intervals are plain
 PostgreSQL interval strings restricted to `<n> <unit>` so they can be validated and compared
@@ -84,10 +85,18 @@ class StorageSettings(BaseSettings):
         description="Drop `predictions` chunks (1 day each) older than this many days, and "
         "forget their request ids; 0 = keep forever (TimescaleDB only).",
     )
+    readings_1h_retention_days: int = Field(
+        default=0,
+        ge=0,
+        description="Drop `readings_1h` hours older than this many days; 0 = keep forever. "
+        "Hour/day reads older than `PDM_READINGS_RETENTION_DAYS` come from this downsampled "
+        "history, so it must be 0 or at least that long (TimescaleDB only).",
+    )
     readings_1h_refresh_start_offset: str = Field(
         default="3 days",
-        description="Oldest age the `readings_1h` refresh policy re-materialises; late data "
-        "older than this is only seen after a manual refresh (TimescaleDB only).",
+        description="Oldest age the `readings_1h` refresh policy re-materialises on every run; "
+        "older late data is refreshed by the stale-range job, and read raw until then "
+        "(TimescaleDB only).",
     )
     readings_1h_refresh_lag: str = Field(
         default="1 hour",
@@ -96,6 +105,12 @@ class StorageSettings(BaseSettings):
     )
     readings_1h_refresh_interval: str = Field(
         default="30 minutes", description="How often the `readings_1h` refresh policy runs."
+    )
+    readings_1h_stale_refresh_interval: str = Field(
+        default="5 minutes",
+        description="How often the job that re-materialises exactly the `readings_1h` hours "
+        "touched by late or backfilled readings runs; hour/day reads read those hours raw "
+        "until then (TimescaleDB only).",
     )
     migrate_lock_wait_s: float = Field(
         default=300.0,
@@ -109,6 +124,7 @@ class StorageSettings(BaseSettings):
         "readings_1h_refresh_start_offset",
         "readings_1h_refresh_lag",
         "readings_1h_refresh_interval",
+        "readings_1h_stale_refresh_interval",
     )
     @classmethod
     def _valid_interval(cls, value: str) -> str:
@@ -128,5 +144,12 @@ class StorageSettings(BaseSettings):
             # Otherwise the refresh would re-aggregate dropped chunks and erase rolled-up hours.
             raise ValueError(
                 "readings_retention_days must be longer than readings_1h_refresh_start_offset"
+            )
+        keep_1h = self.readings_1h_retention_days
+        if keep_1h and (not self.readings_retention_days or keep_1h < self.readings_retention_days):
+            # Hour/day reads of a period the raw table still holds would miss those hours.
+            raise ValueError(
+                "readings_1h_retention_days must be 0 (keep forever) or at least "
+                "readings_retention_days (which must then not be 0)"
             )
         return self

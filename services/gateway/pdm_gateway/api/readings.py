@@ -103,7 +103,7 @@ async def readings(
 ) -> RawReadingsPage | BucketedReadings:
     """Raw readings in `[from, to)` (default: the last hour), ordered by time then sensor,
     a page at a time; or, with `bucket`, one aggregate per sensor and bucket (continuous
-    aggregate on TimescaleDB, `date_bin` otherwise: the same answers)."""
+    aggregate on TimescaleDB, `date_bin` otherwise: the same answers; `source` says which)."""
     start, end = time_range(start, end, timedelta(hours=1))
     if bucket is not None:
         if (end - start).total_seconds() / BUCKET_SECONDS[bucket] > MAX_BUCKETS:
@@ -113,12 +113,15 @@ async def readings(
                 f"bucket ({', '.join(BUCKET_INTERVALS)}) or a shorter range",
                 slug="validation",
             )
-        rows = await stores(request).readings.bucketed(asset_id, sensor, start, end, bucket, agg)
+        found = await stores(request).readings.bucketed(asset_id, sensor, start, end, bucket, agg)
         return BucketedReadings(
             asset_id=asset_id,
             bucket=bucket,
             agg=agg,
-            items=[BucketModel(bucket=r.bucket, sensor=r.sensor, value=r.value) for r in rows],
+            source=found.source,
+            items=[
+                BucketModel(bucket=r.bucket, sensor=r.sensor, value=r.value) for r in found.rows
+            ],
         )
     after = decode_cursor(cursor, (datetime, str))
     limit = page_limit(request, limit)

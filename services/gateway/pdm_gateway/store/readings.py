@@ -72,10 +72,11 @@ class ReadingReader(Store):
         end: datetime,
         bucket: queries.Bucket,
         agg: queries.Agg,
-    ) -> list[queries.BucketRow]:
+    ) -> queries.BucketedReadings:
+        """The buckets and which table answered (`queries.Source`)."""
         timescale = await self._timescale()
         async with self.db.connection() as conn:
-            return await queries.readings_bucketed(
+            return await queries.readings_bucketed_from(
                 conn, asset_id, sensor, start, end, bucket, agg, timescale
             )
 

@@ -8,21 +8,25 @@ checksum mismatch stops the run.
 
 The storage layout of `readings` and `predictions` depends on the server. With the
 `timescaledb` extension the generated steps (0002 for `readings`, 0006 for `predictions`) make
-them compressed hypertables with retention, plus a continuous aggregate `readings_1h`; without
+them compressed hypertables with retention, plus a continuous aggregate `readings_1h` whose
+late-changed hours 0012 tracks and refreshes (see `readings_freshness`); without
 it `readings_1h` is an ordinary view with the same columns and the same answers, and
 `predictions` stays as 0004 created it. The branch is chosen once (StorageSettings.timescale)
-and recorded; the Timescale policies come from StorageSettings and are re-applied on every run,
-so changing e.g. `PDM_READINGS_RETENTION_DAYS` takes effect with the next `pdm migrate`.
+and recorded; the Timescale policies come from StorageSettings and are synced on every run
+(a job whose settings did not change is kept, with its id and statistics), so changing e.g.
+`PDM_READINGS_RETENTION_DAYS` takes effect with the next `pdm migrate`.
 
 The parts, one per step of a run: `discovery` (the SQL files and the generated steps, in
-order), `branch` (TimescaleDB or plain), `readings_layout` (0002) and `predictions_layout`
-(0006) with the SQL helpers they share in `rendering`, `database` (the `schema_migrations`
-table, the advisory lock, checksums) and `commands` (`migrate`, `status`, `plan`). The SQL
-files live next to this module; everything public is importable from here.
+order), `branch` (TimescaleDB or plain), `readings_layout` (0002), `predictions_layout`
+(0006) and `readings_freshness` (0012) with the SQL helpers they share in `rendering`,
+`database` (the `schema_migrations` table, the advisory lock, checksums) and `commands`
+(`migrate`, `status`, `plan`). The SQL files live next to this module; everything public is
+importable from here.
 """
 
 from pdm_common.db.migrations.branch import Variant, choose_variant, timescale_available
 from pdm_common.db.migrations.commands import (
+    OFF_WARNING,
     PLAIN_WARNING,
     MigrateResult,
     MigrationStatus,
@@ -30,6 +34,7 @@ from pdm_common.db.migrations.commands import (
     PlannedStep,
     StatusReport,
     migrate,
+    plain_warning,
     plan,
     status,
 )
@@ -52,6 +57,11 @@ from pdm_common.db.migrations.predictions_layout import (
     predictions_policy_statements,
     predictions_timescale_statements,
 )
+from pdm_common.db.migrations.readings_freshness import (
+    freshness_policy_statements,
+    freshness_statements,
+    freshness_timescale_statements,
+)
 from pdm_common.db.migrations.readings_layout import _layout_checksum as _layout_checksum
 from pdm_common.db.migrations.readings_layout import (
     layout_statements,
@@ -64,6 +74,7 @@ __all__ = [
     "ADVISORY_LOCK_KEY",
     "GENERATED",
     "MIGRATIONS_DIR",
+    "OFF_WARNING",
     "PLAIN_WARNING",
     "Applied",
     "DatabaseUnreachable",
@@ -80,10 +91,14 @@ __all__ = [
     "choose_variant",
     "connect",
     "describe_target",
+    "freshness_policy_statements",
+    "freshness_statements",
+    "freshness_timescale_statements",
     "layout_statements",
     "load_migrations",
     "migrate",
     "plain_statements",
+    "plain_warning",
     "plan",
     "policy_statements",
     "predictions_layout_statements",

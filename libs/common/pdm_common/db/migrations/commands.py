@@ -44,6 +44,19 @@ PLAIN_WARNING = (
     "TimescaleDB is not available: readings and predictions stay plain PostgreSQL tables (no "
     "compression, retention or continuous aggregate) and readings_1h is an ordinary view"
 )
+OFF_WARNING = (
+    "PDM_TIMESCALE=off: TimescaleDB is installed on this server but not used; readings and "
+    "predictions stay plain PostgreSQL tables (no compression, retention or continuous "
+    "aggregate) and readings_1h is an ordinary view"
+)
+
+
+def plain_warning(mode: str, available: bool) -> str | None:
+    """Why this database runs the plain branch; None when the warning is already logged (a
+    database recorded as plain on a server that has TimescaleDB now, see choose_variant)."""
+    if not available:
+        return PLAIN_WARNING
+    return OFF_WARNING if mode == "off" else None
 
 
 def migrate(
@@ -68,8 +81,9 @@ def migrate(
             f"storage branch: {variant} (PDM_TIMESCALE={settings.timescale}, "
             f"timescaledb {'available' if available else 'not available'})"
         )
-        if variant == "plain":
-            log.warning(PLAIN_WARNING)
+        warning = plain_warning(settings.timescale, available) if variant == "plain" else None
+        if warning:
+            log.warning(warning)
         result = MigrateResult(variant)
         for m in migrations:
             if m.version in applied:

@@ -15,6 +15,11 @@ from pdm_common.db.migrations.predictions_layout import (
     predictions_layout_statements,
     predictions_policy_statements,
 )
+from pdm_common.db.migrations.readings_freshness import (
+    _freshness_checksum,
+    freshness_policy_statements,
+    freshness_statements,
+)
 from pdm_common.db.migrations.readings_layout import (
     _layout_checksum,
     layout_statements,
@@ -76,6 +81,14 @@ GENERATED = (
         _predictions_layout_checksum,
         generated=True,
         policies=predictions_policy_statements,
+    ),
+    Migration(
+        12,
+        "readings_freshness",
+        freshness_statements,
+        _freshness_checksum,
+        generated=True,
+        policies=freshness_policy_statements,
     ),
 )
 

@@ -65,6 +65,12 @@ _PREDICTIONS_TIMESCALE: tuple[LiteralString, ...] = (
     # rows routed into compressed chunks).
     "CREATE TRIGGER predictions_claim_request BEFORE INSERT ON predictions "
     "FOR EACH ROW EXECUTE FUNCTION predictions_claim_request()",
+    # TimescaleDB warns that prediction_id and request_id (columns of unique indexes) should
+    # be segment-by or order-by columns, which would make a unique check against a compressed
+    # chunk cheaper. Deliberately not: predictions are written at the time they are made,
+    # never into chunks old enough to be compressed (a redelivered request is dropped by the
+    # claim trigger before any index check), and random UUIDs would only add per-batch
+    # min/max metadata and sort work to every compression. The warning is expected.
     "ALTER TABLE predictions SET (timescaledb.compress, "
     "timescaledb.compress_segmentby = 'asset_id', "
     "timescaledb.compress_orderby = 'time DESC')",
@@ -77,22 +83,28 @@ _RM_PRUNE_JOB: LiteralString = (
     "SELECT delete_job(job_id) FROM timescaledb_information.jobs "
     "WHERE proc_name = 'prune_prediction_requests'"
 )
+# An unchanged prune job is kept (same id and statistics); a changed one is replaced.
+_RM_CHANGED_PRUNE_JOB: LiteralString = (
+    _RM_PRUNE_JOB + " AND NOT (schedule_interval = {every} "
+    "AND (config->>'drop_after')::interval = {drop_after})"
+)
 _ADD_PRUNE_JOB: LiteralString = (
     "SELECT add_job('prune_prediction_requests', {every}, "
-    "config => jsonb_build_object('drop_after', {drop_after}))"
+    "config => jsonb_build_object('drop_after', {drop_after})) "
+    "WHERE NOT EXISTS (SELECT FROM timescaledb_information.jobs "
+    "WHERE proc_name = 'prune_prediction_requests')"
 )
 
 
 def predictions_policy_statements(settings: StorageSettings) -> list[str]:
     """Compression and retention of `predictions` (and the matching prune of
-    `prediction_requests`) from `settings`; replaces existing ones (idempotent)."""
+    `prediction_requests`) from `settings` (idempotent); unchanged ones keep their jobs."""
     retention = settings.predictions_retention_days
     out = _compression_retention("predictions", settings.readings_compress_after_days, retention)
-    out.append(_render(_RM_PRUNE_JOB))
-    if retention:
-        every = _interval(_PREDICTION_REQUESTS_PRUNE_EVERY)
-        out.append(_render(_ADD_PRUNE_JOB, every=every, drop_after=_days(retention)))
-    return out
+    if not retention:
+        return [*out, _render(_RM_PRUNE_JOB)]
+    params = {"every": _interval(_PREDICTION_REQUESTS_PRUNE_EVERY), "drop_after": _days(retention)}
+    return [*out, _render(_RM_CHANGED_PRUNE_JOB, **params), _render(_ADD_PRUNE_JOB, **params)]
 
 
 def predictions_timescale_statements(settings: StorageSettings) -> list[str]:

@@ -9,7 +9,14 @@ from typing import LiteralString
 from psycopg import sql
 
 from pdm_common.db.migrations.branch import Variant
-from pdm_common.db.migrations.rendering import _compression_retention, _interval, _render, _sha256
+from pdm_common.db.migrations.rendering import (
+    _compression_retention,
+    _interval,
+    _render,
+    _replace_if_changed,
+    _retention,
+    _sha256,
+)
 from pdm_common.db.queries import aggregate_expression, bucket_expression
 from pdm_common.db.settings import StorageSettings
 
@@ -36,8 +43,11 @@ _TIMESCALE_SCHEMA: tuple[LiteralString, ...] = (
     + " WITH NO DATA",
 )
 _SET_CHUNK: LiteralString = "SELECT set_chunk_time_interval('readings', {chunk_interval})"
-_RM_REFRESH: LiteralString = (
-    "SELECT remove_continuous_aggregate_policy('readings_1h', if_exists => true)"
+_RM_REFRESH_CALL: LiteralString = "remove_continuous_aggregate_policy({table}, if_exists => true)"
+_SAME_REFRESH: LiteralString = (
+    "(config->>'start_offset')::interval = {start_offset} "
+    "AND (config->>'end_offset')::interval = {end_offset} "
+    "AND schedule_interval = {schedule_interval}"
 )
 _ADD_REFRESH: LiteralString = (
     "SELECT add_continuous_aggregate_policy('readings_1h', start_offset => {start_offset}, "
@@ -55,21 +65,26 @@ def _readings_1h_params(timescale: bool) -> dict[str, sql.Composable]:
 
 
 def timescale_policy_statements(settings: StorageSettings) -> list[str]:
-    """Chunk interval and policies of `readings` from `settings`; replaces existing policies
-    (idempotent)."""
+    """Chunk interval and policies of `readings` and `readings_1h` from `settings`
+    (idempotent); a policy whose settings did not change keeps its job."""
     out = [_render(_SET_CHUNK, chunk_interval=_interval(settings.readings_chunk_interval))]
     out += _compression_retention(
         "readings", settings.readings_compress_after_days, settings.readings_retention_days
     )
-    out.append(_render(_RM_REFRESH))
+    # The hourly aggregate's own horizon: kept longer than raw readings, it is downsampled
+    # history that hour/day reads still answer from.
+    out += _retention("readings_1h", settings.readings_1h_retention_days)
+    offsets = {
+        "start_offset": _interval(settings.readings_1h_refresh_start_offset),
+        "end_offset": _interval(settings.readings_1h_refresh_lag),
+        "schedule_interval": _interval(settings.readings_1h_refresh_interval),
+    }
+    same = sql.SQL(_SAME_REFRESH).format(**offsets)
+    cagg = sql.Literal("readings_1h")
     out.append(
-        _render(
-            _ADD_REFRESH,
-            start_offset=_interval(settings.readings_1h_refresh_start_offset),
-            end_offset=_interval(settings.readings_1h_refresh_lag),
-            schedule_interval=_interval(settings.readings_1h_refresh_interval),
-        )
+        _replace_if_changed(cagg, "policy_refresh_continuous_aggregate", _RM_REFRESH_CALL, same)
     )
+    out.append(_render(_ADD_REFRESH, **offsets))
     return out
 
 

@@ -44,6 +44,12 @@ class BucketedReadings(BaseModel):
     asset_id: str
     bucket: str
     agg: str
+    source: Literal["readings", "readings_1h", "readings_1h+readings"] = Field(
+        description="Which table answered: `readings` (raw rows), `readings_1h` (the hourly "
+        "aggregate; on TimescaleDB the only source for hours older than the raw retention), "
+        "or `readings_1h+readings` (the aggregate, with hours changed since they were "
+        "materialised read raw)."
+    )
     items: list[Bucket]
 
 
