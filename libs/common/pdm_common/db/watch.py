@@ -4,8 +4,10 @@ A pool checkout during an outage waits its whole timeout before failing, so an A
 the pool on every request answers each one late. `DatabaseWatch` pings on a connection of
 its own (outside the pool, so a pool busy under load is never mistaken for an outage) once
 per `interval_s`; a ping that fails or takes longer than `timeout_s` marks the database down
-until a later one succeeds. Callers check `down` and fail at once, and may `wake` the watch
-when a request of theirs saw a connection error, so the outage is known sooner.
+until a later one succeeds. A stopped server refuses at once; `timeout_s` only bounds how
+long a hung one takes to be known, and is long enough that a loaded machine is not taken
+for one. Callers check `down` and fail at once, and may `wake` the watch when a request of
+theirs saw a connection error, so the outage is known sooner.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ log = structlog.get_logger(__name__)
 
 
 class DatabaseWatch:
-    def __init__(self, database_url: str, *, interval_s: float = 1.0, timeout_s: float = 1.0):
+    def __init__(self, database_url: str, *, interval_s: float = 1.0, timeout_s: float = 3.0):
         self.database_url = database_url
         self.interval_s = interval_s
         self.timeout_s = timeout_s
