@@ -4,7 +4,8 @@ Evidently's HTML) and publishes them; a poison command is dead-lettered and the 
 answered; a duplicate command gets the same answer; promote and rollback move the aliases
 and the history keeps every move; drifted readings read as "bearing_temperature: mean +8";
 a retrain registers a challenger, judges it on the same held-out machines and records the
-decision; a kill -9 in the middle of a flood of labels loses and duplicates none.
+decision; a kill -9 in the middle of a flood of labels loses and duplicates none, and neither
+does a 20 s PostgreSQL outage (the service pauses, says so on `/ready`, and its loops outlive it).
 """
 
 from __future__ import annotations
@@ -323,7 +324,10 @@ def truth(asset: str, kind: str = "failure.failed") -> dict:
     ).model_dump(mode="json")
 
 
-async def test_labels_survive_a_kill_9_once_each(kafka, db_url, mlflow_uri, start_service):
+@pytest.mark.slow
+async def test_labels_survive_a_kill_9_and_a_database_outage_once_each(
+    kafka, db_url, mlflow_uri, start_service, postgres
+):
     drift = start_service("drift", **drift_env(kafka, mlflow_uri))
     events = [truth(f"pump-{i:03d}") for i in range(300)]
     injected = [truth("pump-999", "failure.injected")]  # no outcome yet: no label
@@ -353,3 +357,28 @@ async def test_labels_survive_a_kill_9_once_each(kafka, db_url, mlflow_uri, star
     )
     assert (count, distinct, failures) == (300, 300, 300)
     assert rows(db_url, "SELECT count(*) FROM outcome_labels WHERE asset_id = 'pump-999'") == [(0,)]
+
+    # PostgreSQL goes away while labels (and duplicates) keep coming
+    postgres.stop()
+    more = [truth(f"pump-{i:03d}") for i in range(300, 500)]
+    await publish(kafka, more + events[:50], topic="pdm.simulator.truth.v1", headers=headers)
+    await asyncio.sleep(20)
+    assert drift.proc is not None and drift.proc.poll() is None, drift.tail()
+    assert drift.probe("/ready") == 503  # paused, and says so
+    postgres.start()
+    wait_until(
+        lambda: rows(db_url, "SELECT count(*) FROM outcome_labels")[0][0] >= 500,
+        "every label after the outage",
+        drift,
+        timeout=120,
+    )
+    await asyncio.sleep(2)
+    assert rows(
+        db_url,
+        "SELECT count(*), count(DISTINCT label_id) FROM outcome_labels WHERE source = 'simulator'",
+    ) == [(500, 500)]
+    assert await list_dead_letters(kafka, "pdm.simulator.truth.v1") == []
+    # its loops outlived the outage: a command is answered
+    async with ReplyClient(kafka) as replies:
+        answer = await Client(replies, drift).ask({"action": "check"}, 120)
+    assert answer.status == "ok", answer
