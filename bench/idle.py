@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -75,6 +74,7 @@ def platform(state: Path, train: bool) -> Iterator[tuple[dict[str, int], dict[st
     HTTP ports)."""
     from pdm_tools.bootstrap import InitialTraining, seed_demo_crew
     from pdm_tools.catalog import SERVICES
+    from pdm_tools.devrun import stop_children
     from pdm_tools.stack import stack
     from pdm_tools.stack.processes import free_port
 
@@ -117,13 +117,7 @@ def platform(state: Path, train: bool) -> Iterator[tuple[dict[str, int], dict[st
         assert set(roots) == {"broker", "postgres", "mlflow"}, roots
         yield roots | {name: child.pid for name, child in children}, ports
     finally:
-        for _, child in children:
-            child.send_signal(signal.SIGTERM)
-        for _, child in children:
-            try:
-                child.wait(20)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        stop_children(children)
         stack.down(state, log=lambda line: None)
 
 

@@ -187,3 +187,17 @@ def wait_rows(
         f"{n} rows after {timeout}s, expected {expected}"
         + (f"; ingest log:\n{ingest.tail()}" if ingest else "")
     )
+
+
+def make_key(db_url: str, scopes: str, *extra: str) -> str:
+    """A key through the real CLI (`pdm apikey create --quiet`)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pdm_tools.cli", "apikey", "create", "--name", f"t-{scopes}",
+         "--scopes", scopes, "--quiet", *extra],
+        env=os.environ | {"PDM_DATABASE_URL": db_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()

@@ -8,9 +8,6 @@ import asyncio
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -18,24 +15,10 @@ import psycopg
 import pytest
 import websockets
 
-from .harness import count_rows
+from .harness import count_rows, make_key
 
 pytestmark = pytest.mark.integration
 PROBLEM = "application/problem+json"
-
-
-def make_key(db_url: str, scopes: str, *extra: str) -> str:
-    """A key through the real CLI (`pdm apikey create --quiet`)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "pdm_tools.cli", "apikey", "create", "--name", f"t-{scopes}",
-         "--scopes", scopes, "--quiet", *extra],
-        env=os.environ | {"PDM_DATABASE_URL": db_url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -4,13 +4,12 @@ everything works again when PostgreSQL is back."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import httpx
 import pytest
+
+from .harness import make_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -24,17 +23,8 @@ def timed(client: httpx.Client, path: str) -> tuple[httpx.Response, float]:
 def test_requests_fail_fast_and_probes_answer_while_the_database_is_down(
     db_url, start_service, postgres
 ) -> None:
-    made = subprocess.run(
-        [sys.executable, "-m", "pdm_tools.cli", "apikey", "create", "--name", "outage",
-         "--scopes", "read", "--quiet"],
-        env=os.environ | {"PDM_DATABASE_URL": db_url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
     gateway = start_service("gateway", PDM_GATEWAY_KEY_CACHE_S="0")
-    headers = {"Authorization": f"Bearer {made.stdout.strip()}"}
+    headers = {"Authorization": f"Bearer {make_key(db_url, 'read')}"}
     with httpx.Client(
         base_url=f"http://127.0.0.1:{gateway.port}", headers=headers, timeout=30
     ) as client:

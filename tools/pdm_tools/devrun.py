@@ -146,14 +146,7 @@ def run(stop_stack: bool = False, train: bool = True) -> None:
     )
     asyncio.run(_watch(settings, children, ports, training.status))
     training.stop()
-    for _, child in children:
-        child.send_signal(signal.SIGTERM)
-    for name, child in children:
-        try:
-            child.wait(20)
-        except subprocess.TimeoutExpired:
-            child.kill()
-        typer.echo(f"   stopped {name}")
+    stop_children(children, lambda name: typer.echo(f"   stopped {name}"))
     if stop_stack:
         stack.down(STATE_DIR)
 
@@ -205,3 +198,18 @@ async def publish_reading(bootstrap: str, asset_id: str, readings: dict[str, flo
     """One snapshot on `pdm.readings.v1`, as a gateway would send it (for demos)."""
     msg = {"asset_id": asset_id, "ts": datetime.now(UTC).isoformat(), "readings": readings}
     await publish_json(bootstrap, topics.READINGS, msg, asset_id)
+
+
+def stop_children(
+    children: list[tuple[str, subprocess.Popen[bytes]]],
+    stopped: Callable[[str], None] = lambda name: None,
+) -> None:
+    """SIGTERM every service at once, then wait for each (killed after 20 s)."""
+    for _, child in children:
+        child.send_signal(signal.SIGTERM)
+    for name, child in children:
+        try:
+            child.wait(20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+        stopped(name)
