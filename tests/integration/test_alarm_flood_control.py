@@ -20,9 +20,9 @@ import pytest
 
 from pdm_tools.dlq_cli import list_dead_letters
 
-from .harness import publish, read_topic
+from .harness import make_key, publish, read_topic
 from .test_anomaly import wait_for
-from .test_gateway import bearer, make_key
+from .test_gateway import bearer
 
 pytestmark = pytest.mark.integration
 PROBLEM = "application/problem+json"

@@ -17,8 +17,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from .harness import ServiceProcess
-from .test_gateway import bearer, make_key
+from .harness import ServiceProcess, make_key
+from .test_gateway import bearer
 
 pytestmark = pytest.mark.integration
 PROBLEM = "application/problem+json"

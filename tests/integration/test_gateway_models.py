@@ -29,8 +29,8 @@ from pdm_ml.detectors import multivariate as mv
 from pdm_tools.cli import app as cli_app
 from pdm_tools.stack.processes import free_port
 
-from .harness import ServiceProcess
-from .test_gateway import bearer, make_key
+from .harness import ServiceProcess, make_key
+from .test_gateway import bearer
 
 pytestmark = pytest.mark.integration
 PROBLEM = "application/problem+json"
