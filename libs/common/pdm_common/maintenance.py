@@ -14,7 +14,14 @@ import uuid
 from datetime import time
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from pdm_common.events import ASSET_ID_PATTERN, SENSOR_PATTERN, Envelope
 
@@ -242,6 +249,13 @@ class WhatIf(BaseModel):
         description="Solver time limit; at most (and by default) the scheduler's "
         "PDM_SCHEDULER_WHAT_IF_TIME_LIMIT_S.",
     )
+
+    @model_validator(mode="after")
+    def _one_extra_technician_per_id(self) -> WhatIf:
+        ids = [t.technician_id for t in self.extra_technicians]
+        if twice := sorted({i for i in ids if ids.count(i) > 1}):
+            raise ValueError(f"extra_technicians names {', '.join(twice)} more than once")
+        return self
 
 
 CommandAction = Literal[

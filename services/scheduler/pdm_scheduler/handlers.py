@@ -194,7 +194,10 @@ class CommandsProcessor:
 
     async def answer(self, c: MaintenanceCommand) -> MaintenanceCommandResult:
         if c.action == "what_if":
-            summary = await db_call(self.planner.what_if(c.what_if))
+            try:
+                summary = await db_call(self.planner.what_if(c.what_if))
+            except ValueError as exc:  # constraints the optimiser refuses: answered, not retried
+                raise PermanentError(f"what-if refused: {exc}", reason="invalid") from exc
             return result(c, "ok", schedule=summary)
         return await db_call(self._apply(c))
 

@@ -5,9 +5,21 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, time, timedelta
 
+import pytest
+from pydantic import ValidationError
+
 import pdm_scheduling as opt
-from pdm_common.maintenance import ProductionWindow, Shift, Technician, WhatIf, WorkOrder
+from pdm_common.delivery import PermanentError
+from pdm_common.maintenance import (
+    MaintenanceCommand,
+    ProductionWindow,
+    Shift,
+    Technician,
+    WhatIf,
+    WorkOrder,
+)
 from pdm_scheduler import planner as planner_module
+from pdm_scheduler.handlers import CommandsProcessor
 from pdm_scheduler.planner import Planner
 from pdm_scheduler.planning import (
     Inputs,
@@ -159,3 +171,25 @@ async def test_a_what_if_may_shorten_its_time_limit_never_lengthen_it(monkeypatc
     for asked in (None, 1.0, 60.0):
         await p.what_if(WhatIf(time_limit_s=asked))
     assert limits == [3, 1.0, 3]
+
+
+def test_a_what_if_names_each_extra_technician_once() -> None:
+    tech = Technician(
+        technician_id="t-1",
+        name="Ann",
+        skills=["pump"],
+        shifts=[Shift(days=[0], start=time(8), end=time(16))],
+    )
+    with pytest.raises(ValidationError, match="t-1 more than once"):
+        WhatIf(extra_technicians=[tech, tech])
+
+
+async def test_a_what_if_the_optimiser_refuses_is_answered_invalid_not_retried() -> None:
+    class Refusing:
+        async def what_if(self, spec: WhatIf | None) -> None:
+            raise ValueError("technician ids are not unique")
+
+    processor = CommandsProcessor(None, None, Refusing(), SchedulerSettings(), lambda: None)  # type: ignore[arg-type]
+    command = MaintenanceCommand(action="what_if", actor="planner", what_if=WhatIf())
+    with pytest.raises(PermanentError, match="what-if refused: technician ids"):
+        await processor.answer(command)
