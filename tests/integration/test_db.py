@@ -61,6 +61,7 @@ MIGRATION_NAMES = [
     "drift",
     "shadow_predictions",
     "readings_freshness",
+    "model_performance",
 ]
 MIGRATION_LABELS = [f"{i:04d}_{name}" for i, name in enumerate(MIGRATION_NAMES, start=1)]
 

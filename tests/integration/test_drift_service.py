@@ -21,6 +21,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from pdm_common import registry
 from pdm_common.drift import DriftCommandResult
@@ -378,7 +379,35 @@ async def test_labels_survive_a_kill_9_and_a_database_outage_once_each(
         "SELECT count(*), count(DISTINCT label_id) FROM outcome_labels WHERE source = 'simulator'",
     ) == [(500, 500)]
     assert await list_dead_letters(kafka, "pdm.simulator.truth.v1") == []
-    # its loops outlived the outage: a command is answered
+    # its loops outlived the outage: a command is answered, and the live performance it
+    # computes joins the labels with what the champion (v7) and its shadow challenger (v8)
+    # predicted an hour before: v7 alarmed all 20 failures, v8 none
+    as_of = datetime.now(UTC) - timedelta(hours=1)
+    for table, version, probability in (
+        ("predictions", "7", 0.9),
+        ("shadow_predictions", "8", 0.1),
+    ):
+        extra = ", champion_prediction_id" if table == "shadow_predictions" else ""
+        with psycopg.connect(db_url) as conn:
+            for i in range(20):
+                conn.execute(
+                    f"INSERT INTO {table} (prediction_id, time, asset_id, asset_type, as_of, "
+                    "failure_model, failure_model_version, failure_probability, health_score, "
+                    f"confidence, payload{extra}) VALUES (%s, %s, %s, 'pump', %s, 'failure-pump', "
+                    f"%s, %s, 0.5, 0.9, %s{', %s' if extra else ''})",
+                    (uuid.uuid4(), as_of, f"pump-{i:03d}", as_of, version, probability,
+                     Jsonb({"decision_threshold": 0.5})) + ((uuid.uuid4(),) if extra else ()),
+                )  # fmt: skip
     async with ReplyClient(kafka) as replies:
         answer = await Client(replies, drift).ask({"action": "check"}, 120)
-    assert answer.status == "ok", answer
+    assert answer.status == "ok" and "live performance of" in (answer.message or ""), answer
+    figures = rows(
+        db_url,
+        "SELECT model_version, role, predictions, failures, caught, recall, precision, degraded "
+        "FROM model_performance WHERE model_name = 'failure-pump' AND span = 'all' "
+        "AND model_version IN ('7', '8') ORDER BY model_version",
+    )
+    assert figures == [
+        ("7", "served", 20, 20, 20, 1.0, 1.0, False),
+        ("8", "shadow", 20, 20, 0, 0.0, None, False),
+    ], figures

@@ -114,6 +114,7 @@ SERVICES: tuple[Service, ...] = (
             "model_alias_history",
             "drift_outbox",
             "drift_commands_applied",
+            "model_performance",
         ),
     ),
     Service(

@@ -133,6 +133,59 @@ class AliasChange(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
 
 
+PerformanceRole = Literal["served", "shadow"]
+PerformanceSpan = Literal["all", "recent"]
+
+
+class LivePerformance(BaseModel):
+    """Live figures of one model version over one window: its stored predictions joined
+    with what really happened (outcome labels). One row of the drift service's
+    `model_performance`, served by `GET /v1/models/{name}/performance`.
+
+    `role`: `served` for the predictions it published (as champion), `shadow` for what it
+    scored as challenger next to the champion on the same requests. `span`: `all` is the
+    whole look-back, `recent` its last part, tested against the part before it: a
+    significant drop sets `degraded` with the test in `reason` (a retrain trigger).
+    Failure models fill precision / recall at `horizon_h` and lead time; RUL models (hours)
+    fill the error of the median and the p10-p90 coverage over predictions a found failure
+    followed."""
+
+    model_name: str
+    model_version: str
+    role: PerformanceRole
+    span: PerformanceSpan
+    computed_at: AwareDatetime
+    window_start: AwareDatetime
+    window_end: AwareDatetime
+    horizon_h: float
+    predictions: int
+    alarms: int | None = None
+    alarms_judged: int | None = Field(
+        None, description="Alarms whose horizon is over or that a failure confirmed."
+    )
+    true_alarms: int | None = None
+    failures: int | None = Field(
+        None, description="Found failures of assets the version scored within the horizon."
+    )
+    caught: int | None = None
+    precision: float | None = None
+    recall: float | None = None
+    lead_h_median: float | None = None
+    lead_h_mean: float | None = None
+    rul_judged: int | None = Field(
+        None, description="RUL predictions a found failure of their asset followed."
+    )
+    rul_mae_h: float | None = None
+    rul_bias_h: float | None = Field(
+        None, description="Mean of predicted p50 minus the real time to failure (> 0: late)."
+    )
+    rul_coverage: float | None = Field(
+        None, description="Share of judged predictions whose p10-p90 band held the failure."
+    )
+    degraded: bool = False
+    reason: str | None = None
+
+
 class DriftCommandResult(Envelope):
     """The reply to a `DriftCommand` (the gateway maps `status` to HTTP: ok 200, accepted 202,
     not_found 404, conflict 409 (e.g. a retrain in cooldown), invalid 422, unavailable 503)."""

@@ -50,7 +50,9 @@ def create_app(
     relay = OutboxRelay(store.drain_outbox, kit.publisher, settings.outbox_interval_s)
     instance = f"{socket.gethostname()}-{os.getpid()}"
     lifecycle = Lifecycle(store, models, settings, relay.wake, instance)
-    checker = Checker(store, models, settings, relay.wake, lifecycle.on_drift)
+    checker = Checker(
+        store, models, settings, relay.wake, lifecycle.on_drift, lifecycle.on_degraded
+    )
 
     group = settings.group_id
     for topic, processor, group_id, max_records in (

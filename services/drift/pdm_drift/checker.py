@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,8 +22,8 @@ import structlog
 from prometheus_client import Counter, Gauge, Histogram
 
 from pdm_common import topics
-from pdm_common.drift import DriftReport, DriftTrigger
-from pdm_common.registry import RegisteredVersion, RegistryUnavailable
+from pdm_common.drift import DriftReport, DriftTrigger, LivePerformance
+from pdm_common.registry import CHAMPION, RegisteredVersion, RegistryUnavailable
 from pdm_common.telemetry import REGISTRY
 from pdm_drift import SERVICE
 from pdm_drift.frames import (
@@ -42,7 +41,7 @@ from pdm_drift.frames import (
     wants_retrain,
 )
 from pdm_drift.models import Models
-from pdm_drift.performance import VersionPerformance, from_rows, live_performance
+from pdm_drift.performance import Window, evaluate, from_rows, rul_from_rows
 from pdm_drift.settings import DriftSettings
 from pdm_drift.storage import CHECK_LOCK, DriftStore, Tx
 from pdm_ml.drift import ReferenceProfile, build_profile, check, evidently_report
@@ -69,12 +68,14 @@ CHECK_SECONDS = Histogram(
 )
 LIVE = Gauge(
     "pdm_drift_live_performance",
-    "Live performance of a failure model version from stored predictions and outcome labels "
-    "(precision and recall at the horizon, median lead time in hours).",
-    ["model", "version", "measure"],
+    "Live performance of a model version over the look-back, from stored predictions and "
+    "outcome labels (precision and recall at the horizon, median lead time in hours, RUL MAE "
+    "in hours and p10-p90 coverage); role: served or shadow.",
+    ["model", "version", "role", "measure"],
     registry=REGISTRY,
 )
 OnDrift = Callable[[DriftReport], Awaitable[None]]
+OnDegraded = Callable[[LivePerformance], Awaitable[None]]
 #: Timer ticks at most this far apart (a check is due once per `check_interval_s`).
 TICK_S = 30.0
 
@@ -91,12 +92,14 @@ class Checker:
         settings: DriftSettings,
         wake: Callable[[], None],
         on_drift: OnDrift | None = None,
+        on_degraded: OnDegraded | None = None,
     ) -> None:
         self.store = store
         self.models = models
         self.settings = settings
         self.wake = wake  # the outbox relay: events were queued
         self.on_drift = on_drift
+        self.on_degraded = on_degraded
         self.last_error: str | None = None
         self._lock = asyncio.Lock()  # one check at a time in this process (CPU, memory)
 
@@ -312,25 +315,56 @@ class Checker:
                 with contextlib.suppress(Exception):
                     await lock_conn.execute("SELECT pg_advisory_unlock(%s)", (CHECK_LOCK,))
 
-    async def performance(self) -> list[VersionPerformance]:
-        """Live precision / recall at the horizon and lead time per failure model version,
-        exported as metrics (`pdm_drift_live_performance`) and logged."""
+    async def performance(self) -> list[LivePerformance]:
+        """Live figures per model version and role (see `performance`), stored in
+        `model_performance`, exported as metrics; a champion's significant drop is handed to
+        `on_degraded` (a retrain trigger)."""
+        s = self.settings
         now = datetime.now(UTC)
-        since = now - timedelta(days=self.settings.performance_days)
-        predictions, labels = await self.store.predictions_with_labels(since)
+        window = Window(
+            since=now - timedelta(days=s.performance_days),
+            recent_from=now - timedelta(days=min(s.performance_recent_days, s.performance_days)),
+            now=now,
+            horizon=timedelta(hours=s.performance_horizon_h),
+        )
+        predictions, labels = await self.store.predictions_with_labels(window.since)
         preds, outcomes = from_rows(predictions, labels)
-        horizon = timedelta(hours=self.settings.performance_horizon_h)
-        results = await asyncio.to_thread(live_performance, preds, outcomes, horizon, now)
-        for r in results:
+        rows = await asyncio.to_thread(
+            evaluate,
+            preds,
+            rul_from_rows(predictions),
+            outcomes,
+            window,
+            min_events=s.performance_min_events,
+            alpha=s.performance_alpha,
+        )
+        await self.store.store_performance(rows)
+        for r in rows:
+            if r.span != "all":
+                continue
             for measure, value in (
                 ("precision", r.precision),
                 ("recall", r.recall),
                 ("lead_h_median", r.lead_h_median),
+                ("rul_mae_h", r.rul_mae_h),
+                ("rul_coverage", r.rul_coverage),
             ):
                 if value is not None:
-                    LIVE.labels(r.model, r.version, measure).set(value)
-            log.info("live performance", **asdict(r))
-        return results
+                    LIVE.labels(r.model_name, r.model_version, r.role, measure).set(value)
+            log.info("live performance", **r.model_dump(mode="json"))
+        for r in rows:
+            if r.degraded and r.role == "served" and r.span == "recent":
+                champion = await self.models.alias(r.model_name, CHAMPION)
+                log.warning(
+                    "live performance degraded",
+                    model=r.model_name,
+                    version=r.model_version,
+                    champion=champion,
+                    reason=r.reason,
+                )
+                if champion == r.model_version and self.on_degraded is not None:
+                    await self.on_degraded(r)
+        return rows
 
     # -- helpers ------------------------------------------------------------------------------
 

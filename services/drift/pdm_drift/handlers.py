@@ -304,11 +304,19 @@ class CommandsProcessor:
     async def _check(self, c: DriftCommand) -> DriftCommandResult:
         if c.model_name is None:
             reports = await self.checker.check_all("command")
+            # everything: the live performance figures too (as the timed check does)
+            try:
+                figures = await self.checker.performance()
+                live = f"; live performance of {len({r.model_name for r in figures})} models"
+            except Exception as exc:  # the reports stand without the figures
+                log.warning("live performance failed", error=repr(exc))
+                live = f"; live performance failed: {exc!r}"[:300]
             answer = result(
                 c,
                 "ok",
                 f"{len(reports)} reports: "
-                + (", ".join(r.model_name or "?" for r in reports) or "nothing to check"),
+                + (", ".join(r.model_name or "?" for r in reports) or "nothing to check")
+                + live,
                 reports=[r.report_id for r in reports],
             )
         else:

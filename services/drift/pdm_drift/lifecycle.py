@@ -36,6 +36,7 @@ from pdm_common.drift import (
     DriftCommandResult,
     DriftReport,
     DriftTrigger,
+    LivePerformance,
     RetrainEvent,
 )
 from pdm_common.events import ModelAliasMoved
@@ -193,6 +194,19 @@ class Lifecycle:
             report.model_name, "drift", reason, actor=SERVICE, job_id=uuid.uuid4()
         )
         log.info("retrain on drift", model=report.model_name, status=status, message=message)
+
+    async def on_degraded(self, row: LivePerformance) -> None:
+        """A champion whose live performance dropped significantly: retrain (unless off or
+        refused: cooldown, running, a type the service does not retrain)."""
+        if not self.settings.retrain_on_performance:
+            return
+        if retrain_problem(row.model_name) is not None:
+            return
+        reason = f"live performance of v{row.model_version} degraded: {row.reason}"
+        status, message, _ = await self.request_retrain(
+            row.model_name, "performance", reason[:2000], actor=SERVICE, job_id=uuid.uuid4()
+        )
+        log.info("retrain on performance", model=row.model_name, status=status, message=message)
 
     async def request_retrain(
         self,

@@ -119,12 +119,36 @@ class DriftSettings(ServiceSettings):
     performance_days: float = Field(
         7.0,
         gt=0,
-        description="Live performance (precision / recall at the horizon, lead time per model "
-        "version, as metrics) is computed at each timed check over this many past days of "
-        "stored predictions and outcome labels.",
+        description="Live performance (precision / recall at the horizon, lead time, RUL error "
+        "and coverage per model version; stored in `model_performance` and exported as "
+        "metrics) is computed at each timed check over this many past days of stored "
+        "predictions and outcome labels.",
     )
     performance_horizon_h: float = Field(
         24.0, gt=0, description="Horizon of the live precision and recall, hours."
+    )
+    performance_recent_days: float = Field(
+        1.0,
+        gt=0,
+        description="The recent part of the look-back, tested against the part before it: "
+        "a significant drop of precision, recall or RUL coverage marks the version degraded.",
+    )
+    performance_min_events: int = Field(
+        10,
+        ge=1,
+        description="Judged events (alarms, failures, RUL predictions) each part needs before "
+        "a drop is tested.",
+    )
+    performance_alpha: float = Field(
+        0.01,
+        gt=0,
+        lt=1,
+        description="Significance level of the one-sided Fisher exact test of a drop.",
+    )
+    retrain_on_performance: bool = Field(
+        True,
+        description="Retrain a simulated type's models when its champion's live performance "
+        "is degraded (the cooldown and the one-retrain claim still apply).",
     )
 
     # -- background loops --------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Database access of the drift service: its own tables (see `0010_drift.sql`), and
 read-only windows over ingest's `readings` / `assets` (feature windows, as the prediction
-service reads them) and the prediction service's `predictions` (live performance).
+service reads them) and the prediction service's `predictions` and `shadow_predictions`
+(live performance).
 
 Every change goes through a `Tx` (one transaction): a report with its event in the outbox, an
 alias move with its history row and its `pdm.models.v1` event, a retrain claim with its
@@ -21,7 +22,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from pdm_common.db.pool import tables_exist
-from pdm_common.drift import AliasChange, DriftReport
+from pdm_common.drift import AliasChange, DriftReport, LivePerformance
 from pdm_common.events import Envelope
 from pdm_common.outbox import drain_outbox
 
@@ -35,6 +36,7 @@ OWN_TABLES = (
     "model_alias_history",
     "drift_outbox",
     "drift_commands_applied",
+    "model_performance",
 )
 
 
@@ -301,17 +303,22 @@ class DriftStore:
     async def predictions_with_labels(
         self, since: datetime
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Stored failure predictions since `since` (read only) and the outcome labels from
-        then on, for `performance.live_performance`."""
+        """Stored predictions since `since` (read only: the published ones as `served`, a
+        challenger's shadow scores as `shadow`) and the outcome labels from then on, for
+        `performance.evaluate`."""
+        columns = (
+            "asset_id, coalesce(as_of, time) AS as_of, failure_model, failure_model_version, "
+            "failure_probability, (payload->>'decision_threshold')::float8 AS threshold, "
+            "rul_model, rul_model_version, rul_p10, rul_p50, rul_p90, "
+            "coalesce(payload->>'rul_unit', 'hours') AS rul_unit"
+        )
         async with self._pool.connection() as conn:
             tx = Tx(conn)
             predictions = await tx.rows(
-                "SELECT asset_id, coalesce(as_of, time) AS as_of, failure_model, "
-                "failure_model_version, failure_probability, "
-                "(payload->>'decision_threshold')::float8 AS threshold "
-                "FROM predictions WHERE time >= %s AND failure_model IS NOT NULL "
-                "AND failure_probability IS NOT NULL ORDER BY 2",
-                (since,),
+                f"SELECT {columns}, 'served' AS role FROM predictions WHERE time >= %s "
+                f"UNION ALL SELECT {columns}, 'shadow' FROM shadow_predictions "
+                "WHERE time >= %s ORDER BY 2",
+                (since, since),
             )
             labels = await tx.rows(
                 "SELECT asset_id, occurred_at, failure_found, failure_mode FROM outcome_labels "
@@ -319,6 +326,18 @@ class DriftStore:
                 (since,),
             )
         return predictions, labels
+
+    async def store_performance(self, rows: Sequence[LivePerformance]) -> None:
+        """One computation's rows (`model_performance`); a repeat of it changes nothing."""
+        if not rows:
+            return
+        names = list(LivePerformance.model_fields)
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.executemany(
+                f"INSERT INTO model_performance ({', '.join(names)}) "
+                f"VALUES ({', '.join(['%s'] * len(names))}) ON CONFLICT DO NOTHING",
+                [tuple(getattr(r, n) for n in names) for r in rows],
+            )
 
     # -- outbox -------------------------------------------------------------------------------
 

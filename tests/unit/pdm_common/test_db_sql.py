@@ -455,6 +455,7 @@ def test_shipped_migrations_are_ordered_and_packaged() -> None:
         "0010_drift",
         "0011_shadow_predictions",
         "0012_readings_freshness",
+        "0013_model_performance",
     ]
     assert (mig.MIGRATIONS_DIR / "0001_initial.sql").is_file()
     (initial,) = found[0].render("plain", settings())
@@ -487,6 +488,7 @@ def test_plan_without_database_shows_every_step() -> None:
         "0010_drift",
         "0011_shadow_predictions",
         "0012_readings_freshness",
+        "0013_model_performance",
     ]
     assert planned.steps[1].statements == mig.timescale_statements(settings())
     assert planned.steps[11].statements == mig.freshness_timescale_statements(settings())

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pdm_common.drift import DriftReport
+from pdm_common.drift import DriftReport, LivePerformance
 from pdm_drift.lifecycle import Lifecycle, Retrain
 from pdm_drift.settings import DriftSettings
 
@@ -127,3 +127,33 @@ async def test_no_retrain_when_off_or_not_a_simulated_model(lifecycle) -> None: 
     life.settings = DriftSettings(auto_retrain=False)
     await life.on_drift(report("failure-pump", 0.9))
     assert started == [] and store.events == []
+
+
+def degraded(name: str) -> LivePerformance:
+    now = datetime.now(UTC)
+    return LivePerformance(
+        model_name=name,
+        model_version="3",
+        role="served",
+        span="recent",
+        computed_at=now,
+        window_start=now,
+        window_end=now,
+        horizon_h=24,
+        predictions=100,
+        degraded=True,
+        reason="recall fell from 0.90 (18/20) to 0.30 (6/20), Fisher p=0.0002 < 0.01",
+    )
+
+
+async def test_a_degraded_champion_starts_a_retrain_unless_off(lifecycle) -> None:  # type: ignore[no-untyped-def]
+    life, _, started = lifecycle
+    await life.on_degraded(degraded("failure-ai4i"))  # not retrained by the service
+    await life.on_degraded(degraded("failure-pump"))
+    for task in list(life.tasks):
+        await task
+    assert len(started) == 1 and started[0].trigger == "performance"
+    assert "v3 degraded: recall fell" in (started[0].reason or "")
+    life.settings = DriftSettings(retrain_on_performance=False)
+    await life.on_degraded(degraded("rul-motor"))
+    assert len(started) == 1

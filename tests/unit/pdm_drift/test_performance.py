@@ -6,7 +6,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pdm_drift.performance import Outcome, ScoredPrediction, from_rows, live_performance
+from pdm_drift.performance import (
+    Outcome,
+    RulPrediction,
+    ScoredPrediction,
+    Window,
+    evaluate,
+    from_rows,
+    live_performance,
+    rul_from_rows,
+    rul_performance,
+    significant_drop,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 H = timedelta(hours=24)
@@ -57,3 +68,87 @@ def test_rows_from_the_store() -> None:
     assert preds[0].version == "3" and preds[0].threshold == 0.5
     (perf,) = live_performance(preds, outcomes, H, now=T0)
     assert perf.recall == 1.0 and perf.lead_h_median == pytest.approx(12.0)
+
+
+def test_rul_error_and_coverage_on_uncensored_predictions_only() -> None:
+    def r(asset: str, h: float, p10: float, p50: float, p90: float) -> RulPrediction:
+        return RulPrediction(asset, T0 + timedelta(hours=h), "rul-pump", "2", p10, p50, p90)
+
+    predictions = [
+        r("a", 0, 5, 10, 15),  # fails at 12 h: error -2, covered
+        r("a", 6, 1, 2, 3),  # 6 h left: error -4, not covered
+        r("b", 0, 1, 2, 3),  # b never fails: censored
+    ]
+    outcomes = [Outcome("a", T0 + timedelta(hours=12), True)]
+    (perf,) = rul_performance(predictions, outcomes)
+    assert (perf.predictions, perf.judged, perf.covered) == (3, 2, 1)
+    assert perf.mae_h == pytest.approx(3.0) and perf.bias_h == pytest.approx(-3.0)
+    assert perf.coverage == 0.5
+
+
+def test_a_drop_is_significant_only_with_enough_events() -> None:
+    assert significant_drop("recall", (18, 20), (6, 20), 10, 0.01) is not None
+    assert significant_drop("recall", (18, 20), (3, 5), 10, 0.01) is None  # too few recent
+    assert significant_drop("recall", (18, 20), (16, 20), 10, 0.01) is None  # not significant
+    assert significant_drop("recall", (10, 20), (15, 20), 10, 0.01) is None  # a rise
+    why = significant_drop("precision", (45, 50), (10, 40), 10, 0.01)
+    assert why is not None and why.startswith("precision fell from 0.90 (45/50) to 0.25 (10/40)")
+
+
+def test_evaluate_marks_a_recent_drop_and_keeps_shadow_scores_apart() -> None:
+    """30 failures, one a day: the version caught all of them until 5 days ago and none
+    since; its shadow challenger caught the recent ones."""
+    now = T0 + timedelta(days=30)
+    predictions: list[ScoredPrediction] = []
+    outcomes = []
+    for day in range(30):
+        fails = T0 + timedelta(days=day, hours=12)
+        outcomes.append(Outcome(f"m{day}", fails, True))
+        recent = day >= 25
+        for h in (1, 6):
+            as_of = fails - timedelta(hours=h)
+            predictions.append(
+                ScoredPrediction(f"m{day}", as_of, "failure-pump", "1", 0.1 if recent else 0.9, 0.5)
+            )
+            predictions.append(
+                ScoredPrediction(f"m{day}", as_of, "failure-pump", "2", 0.9, 0.5, role="shadow")
+            )
+    window = Window(T0, now - timedelta(days=5), now, H)
+    rows = evaluate(predictions, [], outcomes, window, min_events=5, alpha=0.01)
+    by = {(r.model_version, r.role, r.span): r for r in rows}
+    assert set(by) == {(v, role, span) for v, role in (("1", "served"), ("2", "shadow"))
+                       for span in ("all", "recent")}  # fmt: skip
+    served_recent = by[("1", "served", "recent")]
+    assert served_recent.degraded and served_recent.recall == 0.0
+    assert (
+        served_recent.reason is not None and "recall fell from 1.00 (25/25)" in served_recent.reason
+    )
+    assert not by[("1", "served", "all")].degraded and by[
+        ("1", "served", "all")
+    ].recall == pytest.approx(25 / 30)
+    assert (
+        by[("2", "shadow", "recent")].recall == 1.0 and not by[("2", "shadow", "recent")].degraded
+    )
+    assert by[("1", "served", "recent")].window_start == now - timedelta(days=5)
+
+
+def test_rows_carry_their_role_and_skip_rows_without_a_failure_model() -> None:
+    row = {
+        "asset_id": "a",
+        "as_of": T0,
+        "failure_model": "failure-pump",
+        "failure_model_version": "4",
+        "failure_probability": 0.7,
+        "threshold": 0.4,
+        "rul_model": "rul-pump",
+        "rul_model_version": "5",
+        "rul_p10": 1.0,
+        "rul_p50": 2.0,
+        "rul_p90": 3.0,
+        "rul_unit": "hours",
+        "role": "shadow",
+    }
+    cycles = row | {"rul_unit": "cycles", "failure_model": None}
+    preds, _ = from_rows([row, cycles], [])
+    assert [(p.version, p.role) for p in preds] == [("4", "shadow")]
+    assert [(p.version, p.role) for p in rul_from_rows([row, cycles])] == [("5", "shadow")]
