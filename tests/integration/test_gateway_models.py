@@ -1,6 +1,6 @@
 """The gateway's model-lifecycle API on the real stack (broker, PostgreSQL, MLflow): the
-served models listed from a real registry, alias history and drift reports over rows put
-straight into the drift service's tables, problems (404, 422, 429, 503 while the registry is
+served models listed from a real registry, alias history, live performance and drift reports
+over rows put straight into the drift service's tables, problems (404, 422, 429, 503 while the registry is
 away), a drift command nobody answers (504 within the reply timeout), and `pdm models` /
 `pdm drift` against the running gateway. The drift service itself answers the commands in
 tests/integration/test_drift_service.py."""
@@ -34,7 +34,7 @@ from .test_gateway import bearer
 
 pytestmark = pytest.mark.integration
 PROBLEM = "application/problem+json"
-DRIFT_TABLES = "drift_reports, model_alias_history, retrain_jobs"
+DRIFT_TABLES = "drift_reports, model_alias_history, retrain_jobs, model_performance"
 REPLY_TIMEOUT_S = 2.0
 
 
@@ -139,6 +139,28 @@ def seed(db_url: str, name: str, now: datetime) -> dict[str, Any]:
     return ids
 
 
+def seed_performance(db_url: str, name: str, now: datetime) -> list[datetime]:
+    """Live performance of `name` at two checks: version 1 at the first; version 2, whole
+    window and its degraded recent part, at the second. Answers the two check times."""
+    earlier, newest = now - timedelta(hours=6), now
+    with psycopg.connect(db_url) as conn:
+        for version, span, at, precision, degraded, reason in (
+            ("1", "all", earlier, 0.9, False, None),
+            ("2", "all", newest, 0.8, False, None),
+            ("2", "recent", newest, 0.3, True, "precision 0.30 vs 0.90 before (p=0.004)"),
+        ):  # fmt: skip
+            conn.execute(
+                "INSERT INTO model_performance (model_name, model_version, role, span, "
+                "computed_at, window_start, window_end, horizon_h, predictions, alarms, "
+                "alarms_judged, true_alarms, failures, caught, precision, recall, "
+                "lead_h_median, lead_h_mean, degraded, reason) VALUES (%s, %s, 'served', %s, "
+                "%s, %s, %s, 72, 300, 10, 10, %s, 4, 3, %s, 0.75, 30.5, 28.0, %s, %s)",
+                [name, version, span, at, at - timedelta(days=14 if span == "all" else 3), at,
+                 round(10 * precision), precision, degraded, reason],
+            )  # fmt: skip
+    return [earlier, newest]
+
+
 async def test_models_history_reports_and_problems(
     drift_db: str,
     mlflow_uri: str,
@@ -193,6 +215,32 @@ async def test_models_history_reports_and_problems(
         assert page2["next_cursor"] is None
         bad_name = await http.get("/v1/models/not a model/history")
         assert bad_name.status_code == 422 and bad_name.headers["content-type"] == PROBLEM
+
+        # --- live performance: newest computation first, keyset pages, filters, 404 -------
+        perf = f"/v1/models/{name}/performance"
+        assert (await http.get(perf)).status_code == 404
+        earlier, newest = await asyncio.to_thread(seed_performance, drift_db, name, now)
+        one = (await http.get(perf, params={"limit": 2})).json()
+        assert [(i["model_version"], i["span"]) for i in one["items"]] == [
+            ("2", "recent"),
+            ("2", "all"),
+        ]
+        assert one["items"][0]["degraded"] is True and "p=0.004" in one["items"][0]["reason"]
+        assert one["items"][0]["precision"] == 0.3 and one["items"][0]["true_alarms"] == 3
+        assert one["items"][0]["rul_mae_h"] is None and one["items"][1]["lead_h_median"] == 30.5
+        assert datetime.fromisoformat(one["items"][0]["computed_at"]) == newest
+        two = (await http.get(perf, params={"limit": 2, "cursor": one["next_cursor"]})).json()
+        assert [i["model_version"] for i in two["items"]] == ["1"] and two["next_cursor"] is None
+        assert datetime.fromisoformat(two["items"][0]["computed_at"]) == earlier
+        latest = (await http.get(perf, params={"latest": "true"})).json()["items"]
+        assert {(i["model_version"], i["span"]) for i in latest} == {("2", "all"), ("2", "recent")}
+        whole = (await http.get(perf, params={"span": "all", "role": "served"})).json()["items"]
+        assert [i["model_version"] for i in whole] == ["2", "1"]
+        assert (await http.get(perf, params={"version": "1", "latest": "true"})).status_code == 404
+        unknown_perf = await http.get("/v1/models/failure-nothing/performance")
+        assert unknown_perf.status_code == 404 and unknown_perf.headers["content-type"] == PROBLEM
+        assert "outcome labels" in unknown_perf.json()["detail"]
+        assert (await http.get(perf, params={"role": "champion"})).status_code == 422
 
         # --- drift reports: filters, pages, detail, the Evidently page --------------------
         everything = (await http.get("/v1/drift/reports")).json()["items"]
@@ -253,6 +301,12 @@ async def test_models_history_reports_and_problems(
             runner.invoke, cli_app, ["models", "history", name, "--json"], env=env
         )
         assert len(json.loads(history_cli.output)["items"]) == 3
+        performance_cli = await asyncio.to_thread(
+            runner.invoke, cli_app, ["models", "performance", name, "--latest"], env=env
+        )
+        assert performance_cli.exit_code == 0, performance_cli.output
+        assert "yes: precision 0.30" in performance_cli.output
+        assert len(performance_cli.output.splitlines()) == 4  # title, header, two rows
         page_file = tmp_path / "report.html"
         shown = await asyncio.to_thread(
             runner.invoke,

@@ -1,6 +1,6 @@
-"""`pdm models list|history|retrain|promote|rollback` and `pdm drift reports|show|check`: the
-model lifecycle (the drift service) through the API gateway, as any client sees it (tables by
-default, `--json` for scripts).
+"""`pdm models list|history|performance|retrain|promote|rollback` and `pdm drift
+reports|show|check`: the model lifecycle (the drift service) through the API gateway, as any
+client sees it (tables by default, `--json` for scripts).
 
 Like `pdm workorders`, they use `PDM_API_URL` (default `http://127.0.0.1:8000`) and the key in
 `PDM_API_KEY` (else the one `pdm run` keeps); retrain, promote and rollback need an admin key.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,7 +24,8 @@ from pdm_tools.maintenance_cli import JsonOption, show, table
 
 models_app = typer.Typer(
     no_args_is_help=True,
-    help="Served models: champion/challenger/previous, alias history, retrain, promote, rollback.",
+    help="Served models: champion/challenger/previous, alias history, live performance, "
+    "retrain, promote, rollback.",
 )
 drift_app = typer.Typer(no_args_is_help=True, help="Drift reports and drift checks.")
 REPORT_COLUMNS = (
@@ -34,6 +36,9 @@ HISTORY_COLUMNS = ("moved_at", "alias", "version", "previous_version", "actor", 
                    "reason")  # fmt: skip
 RETRAIN_COLUMNS = ("started_at", "status", "trigger", "challenger_version", "finished_at",
                    "reason", "error")  # fmt: skip
+PERFORMANCE_COLUMNS = ("version", "role", "span", "computed_at", "window", "predictions",
+                       "precision", "recall", "lead_h", "rul_mae_h", "coverage",
+                       "degraded")  # fmt: skip
 COLUMN_COLUMNS = ("column", "method", "statistic", "threshold", "drifted", "psi", "importance",
                   "mean_shift")  # fmt: skip
 
@@ -93,6 +98,46 @@ def models_history(
     if answer.get("retrains"):
         typer.secho("\nretrains", bold=True)
         typer.echo(table(answer["retrains"], RETRAIN_COLUMNS))
+
+
+def _hours(start: str, end: str) -> str:
+    """The length of a window, compact: `36h`, `14d`."""
+    hours = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() / 3600
+    return f"{hours / 24:.3g}d" if hours >= 48 else f"{hours:.3g}h"
+
+
+def _performance_row(p: dict[str, Any]) -> dict[str, Any]:
+    verdict = "yes" if p.get("degraded") else "no"
+    return {
+        "version": p["model_version"], "role": p["role"], "span": p["span"],
+        "computed_at": p["computed_at"], "window": _hours(p["window_start"], p["window_end"]),
+        "predictions": p["predictions"], "precision": p.get("precision"),
+        "recall": p.get("recall"), "lead_h": p.get("lead_h_median"),
+        "rul_mae_h": p.get("rul_mae_h"), "coverage": p.get("rul_coverage"),
+        "degraded": f"{verdict}: {p['reason']}" if p.get("reason") else verdict,
+    }  # fmt: skip
+
+
+@models_app.command("performance")
+def models_performance(
+    name: Annotated[str, typer.Argument(help="Model name, e.g. failure-pump.")],
+    role: Annotated[str | None, typer.Option(help="served or shadow.")] = None,
+    span: Annotated[str | None, typer.Option(help="all or recent.")] = None,
+    latest: Annotated[bool, typer.Option("--latest", help="Only the newest computation.")] = False,
+    limit: Annotated[int, typer.Option(help="How many rows, newest first.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """Live precision / recall / lead time (failure) or RUL error and coverage of the model's
+    versions, from its predictions joined with outcome labels at each timed drift check."""
+    params = [
+        ("role", role), ("span", span), ("latest", "true" if latest else None), ("limit", limit),
+    ]  # fmt: skip
+    answer = api.run("GET", f"/v1/models/{name}/performance", params=params)
+    if as_json:
+        show(answer, True)
+        return
+    typer.secho(f"{name}: live performance", bold=True)
+    typer.echo(table([_performance_row(p) for p in answer["items"]], PERFORMANCE_COLUMNS))
 
 
 def _outcome(answer: dict[str, Any], as_json: bool) -> None:

@@ -1,8 +1,8 @@
 """The model-lifecycle routes in process: the registry listing (fake lister: timeouts and an
-unreachable registry are 503s), alias history and drift reports over an in-memory reader,
-and the drift commands with a fake drift service behind the Kafka reply client (status ->
-HTTP, idempotent retries, the tight per-key limit of drift checks). The real stack is in
-tests/integration/test_gateway_models.py."""
+unreachable registry are 503s), alias history, live performance and drift reports over an
+in-memory reader, and the drift commands with a fake drift service behind the Kafka reply
+client (status -> HTTP, idempotent retries, the tight per-key limit of drift checks). The real
+stack is in tests/integration/test_gateway_models.py."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import pytest
 
 from pdm_common import registry
 from pdm_common.request_reply import ReplyTimeout
+from pdm_gateway import cursors
 from pdm_gateway.api import models as models_api
 from pdm_gateway.api.maintenance import command_id
 from pdm_gateway.app import create_app
@@ -70,6 +71,7 @@ class FakeDriftReader:
         self.history_rows: list[dict[str, Any]] = []
         self.retrain_rows: list[dict[str, Any]] = []
         self.report_rows: list[dict[str, Any]] = []
+        self.performance_rows: list[dict[str, Any]] = []
         self.asked: list[dict[str, Any]] = []
 
     async def history(self, name: str, after: Any, limit: int) -> list[dict[str, Any]]:
@@ -77,6 +79,21 @@ class FakeDriftReader:
         rows.sort(key=lambda r: (r["moved_at"], str(r["change_id"])), reverse=True)
         if after is not None:
             rows = [r for r in rows if (r["moved_at"], str(r["change_id"])) < after]
+        return rows[:limit]
+
+    async def performance(
+        self, name: str, filters: dict[str, Any], latest: bool, after: Any, limit: int
+    ) -> list[dict[str, Any]]:
+        self.asked.append(filters | {"latest": latest})
+        rows = [r for r in self.performance_rows if r["model_name"] == name]
+        if latest and rows:
+            newest = max(r["computed_at"] for r in rows)
+            rows = [r for r in rows if r["computed_at"] == newest]
+        rows = [r for r in rows if all(v in (None, r[k]) for k, v in filters.items())]
+        key = lambda r: (r["computed_at"], r["model_version"], r["role"], r["span"])  # noqa: E731
+        rows.sort(key=key, reverse=True)
+        if after is not None:
+            rows = [r for r in rows if key(r) < after]
         return rows[:limit]
 
     async def retrains(self, name: str, limit: int) -> list[dict[str, Any]]:
@@ -242,6 +259,96 @@ async def test_history_pages_newest_first_with_retrains_and_404_when_unknown(app
         assert bad_name.status_code == 422 and bad_name.headers["content-type"] == PROBLEM
         bad_cursor = await http.get("/v1/models/failure-pump/history?cursor=%25%25", headers=AUTH)
         assert bad_cursor.status_code == 400
+
+
+def performance_row(
+    number: str, role: str, span: str, at: datetime, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "model_name": "failure-pump", "model_version": number, "role": role, "span": span,
+        "computed_at": at, "window_start": at - timedelta(days=14), "window_end": at,
+        "horizon_h": 72.0, "predictions": 400, "alarms": 12, "alarms_judged": 10,
+        "true_alarms": 8, "failures": 5, "caught": 4, "precision": 0.8, "recall": 0.8,
+        "lead_h_median": 40.0, "lead_h_mean": 38.5, "rul_judged": None, "rul_mae_h": None,
+        "rul_bias_h": None, "rul_coverage": None, "degraded": False, "reason": None,
+    } | extra  # fmt: skip
+
+
+async def test_performance_pages_newest_first_filters_and_404_when_none(app, reader) -> None:  # type: ignore[no-untyped-def]
+    earlier, newest = T0, T0 + timedelta(hours=6)
+    reader.performance_rows = [
+        performance_row("3", "served", "all", earlier),
+        performance_row("3", "served", "all", newest),
+        performance_row("3", "served", "recent", newest, degraded=True, precision=0.4,
+                        reason="precision 0.40 < 0.80 (Fisher p=0.01)"),
+        performance_row("4", "shadow", "all", newest),
+        performance_row("9", "served", "all", newest, model_name="rul-pump"),
+    ]  # fmt: skip
+    path = "/v1/models/failure-pump/performance"
+
+    def keys(page: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+        return [(i["computed_at"], i["model_version"], i["role"], i["span"]) for i in page["items"]]
+
+    async with client(app) as http:
+        first = await http.get(path, params={"limit": 2}, headers=AUTH)
+        assert first.status_code == 200, first.text
+        page1 = first.json()
+        assert page1["model_name"] == "failure-pump" and page1["next_cursor"]
+        assert [(k[1], k[2], k[3]) for k in keys(page1)] == [
+            ("4", "shadow", "all"),
+            ("3", "served", "recent"),
+        ]
+        assert page1["items"][1]["degraded"] is True and "Fisher" in page1["items"][1]["reason"]
+        assert page1["items"][0]["lead_h_median"] == 40.0 and page1["items"][0]["rul_mae_h"] is None
+        rest = await http.get(
+            path, params={"limit": 2, "cursor": page1["next_cursor"]}, headers=AUTH
+        )
+        page2 = rest.json()
+        assert [(k[1], k[3]) for k in keys(page2)] == [("3", "all"), ("3", "all")]
+        assert page2["items"][1]["computed_at"].startswith("2026-03-02T08:00")
+        assert page2["next_cursor"] is None
+        assert reader.asked[-1] == {
+            "role": None, "span": None, "model_version": None, "latest": False
+        }  # fmt: skip
+        latest = (await http.get(path, params={"latest": "true"}, headers=AUTH)).json()
+        assert len(latest["items"]) == 3 and len({k[0] for k in keys(latest)}) == 1
+        served = await http.get(
+            path, params={"role": "served", "span": "all", "version": "3"}, headers=AUTH
+        )
+        assert len(served.json()["items"]) == 2
+        assert reader.asked[-1] == {
+            "role": "served", "span": "all", "model_version": "3", "latest": False
+        }  # fmt: skip
+        assert reader.asked[-2]["latest"] is True
+        unknown = await http.get("/v1/models/failure-nothing/performance", headers=AUTH)
+        assert unknown.status_code == 404 and unknown.headers["content-type"] == PROBLEM
+        assert "outcome labels" in unknown.json()["detail"]
+        nothing = await http.get(path, params={"role": "shadow", "span": "recent"}, headers=AUTH)
+        assert nothing.status_code == 404 and "role=shadow, span=recent" in nothing.json()["detail"]
+        for bad in ({"role": "champion"}, {"span": "week"}, {"version": "v3"},
+                    {"latest": "maybe"}, {"limit": 0}):  # fmt: skip
+            refused = await http.get(path, params=bad, headers=AUTH)
+            assert refused.status_code == 422, bad
+            assert refused.headers["content-type"] == PROBLEM
+        bad_name = await http.get("/v1/models/Bad Name/performance", headers=AUTH)
+        assert bad_name.status_code == 422
+        bad_cursor = await http.get(path, params={"cursor": "%%"}, headers=AUTH)
+        assert bad_cursor.status_code == 400 and bad_cursor.headers["content-type"] == PROBLEM
+        history_cursor = await http.get(
+            path, params={"cursor": cursors.encode(T0, str(uuid.uuid4()))}, headers=AUTH
+        )
+        assert history_cursor.status_code == 400
+
+
+async def test_performance_is_read_scope() -> None:
+    app = make_app(ReadOnlyStore())
+    fake = FakeDriftReader()
+    fake.performance_rows = [performance_row("3", "served", "all", T0)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(models_api, "drift_reader", lambda request: fake)
+        async with client(app) as http:
+            answer = await http.get("/v1/models/failure-pump/performance", headers=AUTH)
+    assert answer.status_code == 200 and answer.json()["items"][0]["predictions"] == 400
 
 
 def report_row(**extra: Any) -> dict[str, Any]:

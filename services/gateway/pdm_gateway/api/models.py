@@ -1,6 +1,6 @@
-"""Model lifecycle: the served models (from the MLflow registry), their alias history and
-retrains, drift reports, and the commands of the drift service (check, retrain, promote,
-rollback).
+"""Model lifecycle: the served models (from the MLflow registry), their alias history,
+retrains and live performance, drift reports, and the commands of the drift service (check,
+retrain, promote, rollback).
 
 Reads come from the registry (`GET /v1/models`, in a worker thread under
 `PDM_GATEWAY_REGISTRY_TIMEOUT_S`) and from the drift service's tables (CQRS read side); every
@@ -23,7 +23,15 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from pdm_common import registry, topics
-from pdm_common.drift import MODEL_NAME_PATTERN, DriftAction, DriftCommand, DriftCommandResult
+from pdm_common.drift import (
+    MODEL_NAME_PATTERN,
+    DriftAction,
+    DriftCommand,
+    DriftCommandResult,
+    LivePerformance,
+    PerformanceRole,
+    PerformanceSpan,
+)
 from pdm_gateway import cursors, replies
 from pdm_gateway.api.deps import CursorQuery, LimitQuery, bus, decode_cursor, page_limit, stores
 from pdm_gateway.api.maintenance import command_id
@@ -37,6 +45,7 @@ from pdm_gateway.api.schemas.models import (
     DriftReportSummary,
     ModelHistory,
     ModelList,
+    ModelPerformance,
     ModelVersionInfo,
     PromoteBody,
     ReportKind,
@@ -269,6 +278,72 @@ async def model_history(
         items=items,
         retrains=[RetrainJob.model_validate(r) for r in retrains],
         next_cursor=cursors.encode(last.moved_at, str(last.change_id)) if more and last else None,
+    )
+
+
+@router.get(
+    "/models/{name}/performance",
+    response_model=ModelPerformance,
+    tags=["models"],
+    responses=problem_responses(400, 401, 403, 404, 422, 429, 503),
+)
+async def model_performance(
+    request: Request,
+    name: NamePath,
+    role: Annotated[
+        PerformanceRole | None,
+        Query(description="`served` (published as champion) or `shadow` (as challenger)."),
+    ] = None,
+    span: Annotated[
+        PerformanceSpan | None,
+        Query(description="`all` (the whole look-back) or `recent` (its last part)."),
+    ] = None,
+    version: Annotated[
+        str | None, Query(pattern=r"^[0-9]{1,9}$", description="Only this model version.")
+    ] = None,
+    latest: Annotated[
+        bool, Query(description="Only the newest computation (the rows of its last check).")
+    ] = False,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 100,
+    _: Principal = READ,
+) -> ModelPerformance:
+    """How the model's versions do in production, newest computation first: at each timed
+    drift check the drift service joins the stored predictions (and shadow predictions of a
+    challenger) of its look-back window with the outcome labels (work orders completed with
+    their findings, failures) and keeps, per version, role and span, the figures: for failure
+    models precision and recall of the alarms at `horizon_h` and the lead time before the
+    failures caught; for RUL models the error (MAE, bias, in hours) of the median and how often
+    the p10-p90 band held the real failure. `degraded` marks a significant drop of the recent
+    part against the part before it (`reason` says which test). 404 when the first page is
+    empty: nothing computed yet for the model, or nothing the filters select."""
+    after = decode_cursor(cursor, (datetime, str, str, str))
+    limit = page_limit(request, limit)
+    filters = {"role": role, "span": span, "model_version": version}
+    rows = await drift_reader(request).performance(name, filters, latest, after, limit + 1)
+    if after is None and not rows:
+        asked = [f"{k}={v}" for k, v in filters.items() if v is not None]
+        asked += ["latest"] if latest else []
+        which = f" matching {', '.join(asked)}" if asked else ""
+        raise Problem(
+            404,
+            f"no live performance of {name!r}{which}: the drift service computes it at each "
+            "timed drift check from the stored predictions joined with outcome labels "
+            "(completed work orders, failures), so it needs served predictions and labels "
+            "within its look-back (PDM_DRIFT_PERFORMANCE_DAYS)",
+            slug="not-found",
+        )
+    items = [LivePerformance.model_validate(r) for r in rows[:limit]]
+    last = items[-1] if items else None
+    more = len(rows) > limit
+    return ModelPerformance(
+        model_name=name,
+        items=items,
+        next_cursor=(
+            cursors.encode(last.computed_at, last.model_version, last.role, last.span)
+            if more and last
+            else None
+        ),
     )
 
 

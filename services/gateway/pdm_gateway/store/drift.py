@@ -1,6 +1,6 @@
-"""The drift service's tables, read only: `drift_reports`, `model_alias_history` and
-`retrain_jobs`. Checks, retrains and alias moves are `pdm.drift.commands.v1` commands to that
-service.
+"""The drift service's tables, read only: `drift_reports`, `model_alias_history`,
+`retrain_jobs` and `model_performance`. Checks, retrains and alias moves are
+`pdm.drift.commands.v1` commands to that service.
 
 These tables arrived with a later migration than the gateway's own: a database not migrated
 that far answers 503 (run `pdm migrate`) on these routes only, and the gateway's readiness
@@ -21,7 +21,7 @@ from psycopg.rows import dict_row
 from pdm_gateway.problems import Problem
 from pdm_gateway.store.database import Store
 
-TABLES = ("drift_reports", "model_alias_history", "retrain_jobs")
+TABLES = ("drift_reports", "model_alias_history", "retrain_jobs", "model_performance")
 #: A report as listed: its summary columns (no per-column verdicts, no HTML).
 SUMMARY_COLUMNS = (
     "report_id, kind, model_name, model_version, asset_type, trigger, window_start, "
@@ -36,8 +36,17 @@ RETRAIN_COLUMNS = (
     "job_id, model_name, trigger, reason, status, claimed_by, started_at, heartbeat_at, "
     "finished_at, challenger_version, result, error"
 )
+#: A `model_performance` row as `pdm_common.drift.LivePerformance` reads it.
+PERFORMANCE_COLUMNS = (
+    "model_name, model_version, role, span, computed_at, window_start, window_end, horizon_h, "
+    "predictions, alarms, alarms_judged, true_alarms, failures, caught, precision, recall, "
+    "lead_h_median, lead_h_mean, rul_judged, rul_mae_h, rul_bias_h, rul_coverage, degraded, "
+    "reason"
+)
 #: Report filters that are a plain equality on their column.
 EQUALITY_FILTERS = ("model_name", "kind", "asset_type", "drift_detected")
+#: Live performance filters that are a plain equality on their column.
+PERFORMANCE_FILTERS = ("model_version", "role", "span")
 
 
 class DriftReader(Store):
@@ -118,3 +127,45 @@ class DriftReader(Store):
             "ORDER BY started_at DESC, job_id DESC LIMIT %s",
             [model_name, limit],
         )
+
+    async def performance(
+        self,
+        model_name: str,
+        filters: dict[str, Any],
+        latest: bool,
+        after: tuple[datetime, str, str, str] | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """The model's live performance rows newest computation first, after the keyset
+        `(computed_at, model_version, role, span)`: the primary key's order (after the
+        name), so a page is a backward scan of its index. `latest`: only the rows of the
+        newest computation for the model (whatever the filters select of them)."""
+        where: list[sql.Composable] = [sql.SQL("model_name = %(name)s")]
+        params: dict[str, Any] = {"name": model_name, "limit": limit}
+        for column in PERFORMANCE_FILTERS:
+            if filters.get(column) is not None:
+                where.append(
+                    sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder(column))
+                )
+                params[column] = filters[column]
+        if latest:
+            where.append(
+                sql.SQL(
+                    "computed_at = (SELECT max(computed_at) FROM model_performance "
+                    "WHERE model_name = %(name)s)"
+                )
+            )
+        if after is not None:
+            where.append(
+                sql.SQL(
+                    "(computed_at, model_version, role, span) "
+                    "< (%(after_t)s, %(after_v)s, %(after_r)s, %(after_s)s)"
+                )
+            )
+            params["after_t"], params["after_v"], params["after_r"], params["after_s"] = after
+        query = sql.SQL(
+            "SELECT " + PERFORMANCE_COLUMNS + " FROM model_performance WHERE {} "
+            "ORDER BY computed_at DESC, model_version DESC, role DESC, span DESC "
+            "LIMIT %(limit)s"
+        ).format(sql.SQL(" AND ").join(where))
+        return await self._all(query, params)

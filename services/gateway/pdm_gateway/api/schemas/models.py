@@ -1,6 +1,6 @@
 """Bodies of the model-lifecycle routes (`/v1/models`, `/v1/drift`). Drift reports, alias
-moves and command results are the drift service's contract (`pdm_common.drift`); the
-registry listing, pages and request bodies are the gateway's own."""
+moves, live performance and command results are the drift service's contract
+(`pdm_common.drift`); the registry listing, pages and request bodies are the gateway's own."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pdm_common.drift import AliasChange, ColumnDrift, ModelName, Text, Version
+from pdm_common.drift import AliasChange, ColumnDrift, LivePerformance, ModelName, Text, Version
 from pdm_gateway.api.schemas.common import Page
 
 ReportKind = Literal["features", "sensors"]
@@ -86,6 +86,14 @@ class ModelHistory(Page):
     model_name: str
     items: list[AliasHistoryEntry]
     retrains: list[RetrainJob] = Field(default_factory=list)
+
+
+class ModelPerformance(Page):
+    """Live figures of the model's versions as the drift service computed them at its timed
+    checks (newest computation first, keyset pages)."""
+
+    model_name: str
+    items: list[LivePerformance]
 
 
 class DriftReportSummary(BaseModel):
