@@ -136,7 +136,8 @@ async def test_checks_commands_aliases_and_retrain(
     kafka, db_url, mlflow_uri, start_service, champions
 ):
     a, b = champions["a"], champions["b"]
-    drift = start_service("drift", **drift_env(kafka, mlflow_uri))
+    # a challenger better offline is judged live after a 1 s shadow period (6 h by default)
+    drift = start_service("drift", **drift_env(kafka, mlflow_uri, PDM_DRIFT_SHADOW_PERIOD_S="1"))
     async with ReplyClient(kafka) as replies:
         client = Client(replies, drift)
         # the first answer waits for the consumer groups; an unknown model is not found
@@ -279,7 +280,24 @@ async def test_checks_commands_aliases_and_retrain(
             assert registry.alias_version(name, "challenger", tracking_uri=mlflow_uri) == challenger
             assert result["metric"] in (sim.FAILURE_METRIC, sim.RUL_METRIC)
             assert result["challenger_score"] is not None and result["decision"]
-            assert result["promoted"], result  # at least as good on the same held-out machines
+            # at least as good on the same held-out machines: shadow-scored first, not promoted
+            assert result["pending"] == "shadow" and not result["promoted"], result
+            assert registry.alias_version(name, "champion", tracking_uri=mlflow_uri) != challenger
+        # after the shadow period a check judges them live: no prediction service ran, so no
+        # shared requests, and the offline comparison decides (the reason says so)
+        await asyncio.sleep(1.5)
+        judged = await client.ask({"action": "check"}, 120)
+        assert judged.status == "ok" and "promoted on the offline comparison" in (
+            judged.message or ""
+        ), judged
+        jobs = rows(
+            db_url,
+            "SELECT model_name, status, challenger_version, result FROM retrain_jobs "
+            "ORDER BY model_name",
+        )
+        for name, _, challenger, result in jobs:
+            assert result["pending"] is None and result["promoted"], result
+            assert result["live"] == {"live_shared_requests": 0.0}, result
             assert registry.alias_version(name, "champion", tracking_uri=mlflow_uri) == challenger
             assert registry.alias_version(name, "previous", tracking_uri=mlflow_uri) == (
                 a if name == "failure-pump" else champions["rul"]
@@ -294,6 +312,7 @@ async def test_checks_commands_aliases_and_retrain(
     events = [json.loads(r.value) for r in await read_topic(kafka, DRIFT, idle_ms=800)]
     kinds = [e["event_type"] for e in events]
     assert kinds.count("retrain.started") == 2 and kinds.count("retrain.finished") == 2, kinds
+    assert kinds.count("retrain.judged") == 2, kinds
     assert kinds.count("drift.report") >= 6, kinds
     moves = [json.loads(r.value) for r in await read_topic(kafka, MODELS, idle_ms=800)]
     mine = [m for m in moves if m["source"] == "drift"]
@@ -308,7 +327,8 @@ async def test_checks_commands_aliases_and_retrain(
     ), history
     assert {t for _, t, _ in history} == {"command"}
     scores = [m for alias, _, m in history if alias == "champion"]
-    assert all(len(m) == 2 for m in scores), scores  # the challenger's and the champion's
+    # the challenger's and the champion's offline scores, and the live figures
+    assert all(len(m) == 3 and "live_shared_requests" in m for m in scores), scores
 
 
 def truth(asset: str, kind: str = "failure.failed") -> dict:

@@ -95,13 +95,16 @@ class DriftReport(Envelope):
     columns: list[ColumnDrift] = Field(default_factory=list)
 
 
-RetrainEventType = Literal["retrain.started", "retrain.finished", "retrain.failed"]
+RetrainEventType = Literal[
+    "retrain.started", "retrain.finished", "retrain.failed", "retrain.judged"
+]
 
 
 class RetrainEvent(Envelope):
     """A retrain of one model on `pdm.drift.v1` (key: model name). `finished` names the
-    challenger and the decision (promoted or not, both scores on the same held-out data);
-    `failed` never promotes anything."""
+    challenger and the decision (promoted or not, both scores on the same held-out data, or
+    left to a live judgement after its shadow period); `judged` is that live judgement
+    (champion and challenger on the same requests); `failed` never promotes anything."""
 
     event_type: RetrainEventType
     job_id: uuid.UUID

@@ -51,7 +51,13 @@ def create_app(
     instance = f"{socket.gethostname()}-{os.getpid()}"
     lifecycle = Lifecycle(store, models, settings, relay.wake, instance)
     checker = Checker(
-        store, models, settings, relay.wake, lifecycle.on_drift, lifecycle.on_degraded
+        store,
+        models,
+        settings,
+        relay.wake,
+        lifecycle.on_drift,
+        lifecycle.on_degraded,
+        lifecycle.judge_shadowed,
     )
 
     group = settings.group_id

@@ -93,6 +93,7 @@ class Checker:
         wake: Callable[[], None],
         on_drift: OnDrift | None = None,
         on_degraded: OnDegraded | None = None,
+        judge_shadowed: Callable[[], Awaitable[list[str]]] | None = None,
     ) -> None:
         self.store = store
         self.models = models
@@ -100,6 +101,7 @@ class Checker:
         self.wake = wake  # the outbox relay: events were queued
         self.on_drift = on_drift
         self.on_degraded = on_degraded
+        self.judge_shadowed = judge_shadowed  # challengers whose shadow period is over
         self.last_error: str | None = None
         self._lock = asyncio.Lock()  # one check at a time in this process (CPU, memory)
 
@@ -308,8 +310,10 @@ class Checker:
                 log.info("timed check", reports=len(reports))
                 try:
                     await self.performance()
-                except Exception as exc:  # metrics only: never fails the timed check
-                    log.warning("live performance failed", error=repr(exc))
+                    if self.judge_shadowed is not None:
+                        await self.judge_shadowed()
+                except Exception as exc:  # never fails the timed check
+                    log.warning("live performance or judgement failed", error=repr(exc))
                 return reports
             finally:
                 with contextlib.suppress(Exception):

@@ -308,9 +308,11 @@ class CommandsProcessor:
             try:
                 figures = await self.checker.performance()
                 live = f"; live performance of {len({r.model_name for r in figures})} models"
+                judged = await self.lifecycle.judge_shadowed()
+                live += "".join(f"; {j}" for j in judged)
             except Exception as exc:  # the reports stand without the figures
-                log.warning("live performance failed", error=repr(exc))
-                live = f"; live performance failed: {exc!r}"[:300]
+                log.warning("live performance or judgement failed", error=repr(exc))
+                live = f"; live performance or judgement failed: {exc!r}"[:300]
             answer = result(
                 c,
                 "ok",

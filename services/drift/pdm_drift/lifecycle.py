@@ -22,6 +22,7 @@ import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -53,6 +54,7 @@ from pdm_drift import SERVICE
 from pdm_drift.commands import result
 from pdm_drift.frames import CHECKED_TASKS, pair_of, split_name
 from pdm_drift.models import Models
+from pdm_drift.performance import LiveVerdict, compare_live, from_rows
 from pdm_drift.settings import DriftSettings
 from pdm_drift.storage import DriftStore, Tx
 
@@ -344,13 +346,16 @@ class Lifecycle:
             register = sim.register_failure if task == "failure" else sim.register_rul
             registered[name] = await asyncio.to_thread(register, training, uri)
         decisions: dict[str, PromotionDecision] = {}
+        pending: set[str] = set()
         moves: list[ModelAliasMoved] = []
         for name, version in registered.items():
             old_challenger = await self.models.alias(name, CHALLENGER)
             await self.models.set_alias(name, CHALLENGER, version.version)
             moves.append(alias_event(name, CHALLENGER, version.version, old_challenger))
-            decisions[name] = await asyncio.to_thread(self._judge, sim, training, version, uri)
-            decision = decisions[name]
+            decision, shadow = await asyncio.to_thread(self._judge, sim, training, version, uri)
+            decisions[name] = decision
+            if shadow:
+                pending.add(name)
             if decision.moved and decision.previous_version is not None:
                 old_previous = await self.models.alias(name, PREVIOUS)
                 await self.models.set_alias(name, PREVIOUS, decision.previous_version)
@@ -372,6 +377,7 @@ class Lifecycle:
                     "promoted": d.moved,
                     "decision": d.reason,
                     "auto_promote": self.settings.auto_promote,
+                    "pending": "shadow" if name in pending else None,
                 }
                 await tx.end_job(
                     jid, "finished", challenger_version=d.candidate_version, result=summary
@@ -414,14 +420,16 @@ class Lifecycle:
 
     def _judge(
         self, sim: Any, training: Any, version: RegisteredVersion, uri: str
-    ) -> PromotionDecision:
+    ) -> tuple[PromotionDecision, bool]:
         """`promote_failure` / `promote_rul` (the champion re-scored on the challenger's
-        held-out machines); without auto-promote the same comparison, nothing moved."""
+        held-out machines); without auto-promote, or before a shadow period, the same
+        comparison with nothing moved. True: the challenger waits for its live judgement."""
         task, _ = split_name(version.name)
-        if self.settings.auto_promote:
+        shadow = self.settings.auto_promote and self.settings.shadow_period_s > 0
+        if self.settings.auto_promote and not shadow:
             promote = sim.promote_failure if task == "failure" else sim.promote_rul
             decision: PromotionDecision = promote(training, version, uri)
-            return decision
+            return decision, False
         from pdm_common import registry
         from pdm_ml.training.simulated import registration
 
@@ -442,19 +450,138 @@ class Lifecycle:
             evaluate = registration._champion_score(training, uri, lambda _line: None, kind)
             champion_score = float(evaluate(champion))
         better, reason = decide(score, champion_score, metric=metric, higher_is_better=higher)
-        verdict = "would be promoted" if better else "kept"
-        return PromotionDecision(
+        if not better:
+            verdict = "kept"
+        elif shadow:
+            hours = self.settings.shadow_period_s / 3600
+            verdict = f"shadow-scored for {hours:g} h, then judged live against the champion"
+        else:
+            verdict = "would be promoted (auto-promote off: promote it by command)"
+        decision = PromotionDecision(
             name=version.name,
             candidate_version=version.version,
             previous_version=champion.version if champion else None,
             moved=False,
-            reason=f"{reason}; {verdict} (auto-promote off: promote it by command)",
+            reason=f"{reason}; {verdict}",
             metric=metric,
             higher_is_better=higher,
             candidate_score=score,
             champion_score=champion_score,
             tags=version.tags,
         )
+        return decision, shadow and better
+
+    # -- live judgement after the shadow period -------------------------------------------------
+
+    async def judge_shadowed(self) -> list[str]:
+        """Every challenger whose shadow period is over: judged live against the champion on
+        the requests both scored (`performance.compare_live`), then promoted or kept; the
+        job's result, the alias history and `retrain.judged` record the live figures."""
+        if not self.settings.auto_promote or self.settings.shadow_period_s <= 0:
+            return []
+        verdicts = []
+        for job in await self.store.pending_shadow(self.settings.shadow_period_s):
+            verdicts.append(await self._judge_live(job))
+        return verdicts
+
+    async def _judge_live(self, job: dict[str, Any]) -> str:
+        name, version = str(job["model_name"]), str(job["challenger_version"])
+        task, _ = split_name(name)
+        challenger = await self.models.alias(name, CHALLENGER)
+        champion = await self.models.alias(name, CHAMPION)
+        if challenger != version or champion == version:
+            verdict = LiveVerdict(
+                False,
+                f"not judged: the challenger is now v{challenger}, the champion v{champion}",
+                {},
+            )
+        else:
+            pairs, labels = await self.store.shadow_pairs(task, name, version, job["finished_at"])
+            _, outcomes = from_rows([], labels)
+            s = self.settings
+            verdict = await asyncio.to_thread(
+                compare_live,
+                task,
+                pairs,
+                outcomes,
+                timedelta(hours=s.performance_horizon_h),
+                datetime.now(UTC),
+                min_events=s.performance_min_events,
+                alpha=s.performance_alpha,
+            )
+        job_id = uuid.UUID(str(job["job_id"]))
+        offline = dict(job["result"] or {})
+        metrics = {
+            f"{who}_{offline.get('metric')}": float(offline[f"{who2}_score"])
+            for who, who2 in (("candidate", "challenger"), ("champion", "champion"))
+            if offline.get(f"{who2}_score") is not None
+        } | verdict.metrics  # offline scores (as an immediate promotion records) + live
+        moves: list[ModelAliasMoved] = []
+        if verdict.promote:
+            old_previous = await self.models.alias(name, PREVIOUS)
+            await self.models.set_alias(name, CHAMPION, version)
+            if champion is not None:
+                await self.models.set_alias(name, PREVIOUS, champion)
+                moves.append(
+                    alias_event(
+                        name,
+                        PREVIOUS,
+                        champion,
+                        old_previous,
+                        event_id=uuid.uuid5(job_id, PREVIOUS),
+                    )
+                )
+            moves.append(
+                alias_event(
+                    name,
+                    CHAMPION,
+                    version,
+                    champion,
+                    event_id=uuid.uuid5(job_id, CHAMPION),
+                    metrics=metrics,
+                    decision=verdict.reason,
+                )
+            )
+        result_now = offline | {
+            "pending": None,
+            "promoted": verdict.promote,
+            "live_decision": verdict.reason,
+            "live": verdict.metrics,
+        }
+
+        async def write(tx: Tx) -> None:
+            if not await tx.resolve_shadow(job_id, result_now):
+                return  # judged already (a repeated check, another replica)
+            await record_moves(tx, moves, SERVICE, job["trigger"], job["reason"])
+            await tx.emit(
+                topics.DRIFT,
+                name,
+                RetrainEvent(
+                    event_id=uuid.uuid5(job_id, "judged"),
+                    event_type="retrain.judged",
+                    source=SERVICE,
+                    job_id=job_id,
+                    model_name=name,
+                    trigger=job["trigger"],
+                    reason=job["reason"],
+                    challenger_version=version,
+                    champion_version=version if verdict.promote else champion,
+                    promoted=verdict.promote,
+                    decision=verdict.reason,
+                ),
+            )
+
+        await self.store.run(write)
+        self.wake()
+        RETRAINS.labels("promoted" if verdict.promote else "kept").inc()
+        log.info(
+            "challenger judged live",
+            model=name,
+            version=version,
+            promoted=verdict.promote,
+            decision=verdict.reason,
+        )
+        return f"{name} v{version}: {verdict.reason}"
 
     async def stop(self) -> None:
         for task in list(self.tasks):

@@ -241,20 +241,133 @@ def rul_performance(
 
 
 def significant_drop(
-    name: str, before: tuple[int, int], recent: tuple[int, int], min_events: int, alpha: float
+    name: str, before: tuple[int, int], after: tuple[int, int], min_events: int, alpha: float
 ) -> str | None:
-    """Why the proportion `recent` (successes, trials) is significantly below `before`
+    """Why the proportion `after` (successes, trials) is significantly below `before`
     (one-sided Fisher exact test), or None."""
-    (k1, n1), (k2, n2) = before, recent
+    (k1, n1), (k2, n2) = before, after
     if n1 < min_events or n2 < min_events or k2 * n1 >= k1 * n2:
         return None
     _, p_value = stats.fisher_exact([[k2, n2 - k2], [k1, n1 - k1]], alternative="less")
     if p_value >= alpha:
         return None
     return (
-        f"{name} fell from {k1 / n1:.2f} ({k1}/{n1}) to {k2 / n2:.2f} ({k2}/{n2}), "
-        f"Fisher p={p_value:.2g} < {alpha:g}"
+        f"{name} {k1 / n1:.2f} ({k1}/{n1}) -> {k2 / n2:.2f} ({k2}/{n2}), "
+        f"one-sided Fisher p={p_value:.2g} < {alpha:g}"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class LiveVerdict:
+    """A challenger judged live against its champion on the requests both scored."""
+
+    promote: bool
+    reason: str
+    metrics: dict[str, float]
+
+
+def compare_live(
+    task: str,
+    pairs: Iterable[Mapping[str, Any]],
+    outcomes: list[Outcome],
+    horizon: timedelta,
+    now: datetime,
+    *,
+    min_events: int,
+    alpha: float,
+) -> LiveVerdict:
+    """Champion and challenger on the same requests (`DriftStore.shadow_pairs` rows, the
+    challenger's columns prefixed `s_`, the champion's `c_`): kept when the challenger is
+    significantly worse (recall or precision of a failure model, p10-p90 coverage of an RUL
+    model; the test of `significant_drop`), else promoted; with too few labelled events to
+    tell, promoted on the offline comparison that made it a candidate, and the reason says so."""
+    rows = list(pairs)
+    metrics: dict[str, float] = {"live_shared_requests": float(len(rows))}
+    worse: list[str | None]
+    if task == "failure":
+        scored = [
+            ScoredPrediction(r["asset_id"], r["as_of"], task, who, float(r[f"{k}_p"]),
+                             float(r[f"{k}_t"]) if r.get(f"{k}_t") is not None else 0.5)
+            for r in rows
+            for who, k in (("champion", "c"), ("challenger", "s"))
+            if r.get(f"{k}_p") is not None
+        ]  # fmt: skip
+        found = {v.version: v for v in live_performance(scored, outcomes, horizon, now)}
+        c, s = found.get("champion"), found.get("challenger")
+        if c is None or s is None:
+            return LiveVerdict(True, _offline(len(rows), "no scored pairs"), metrics)
+        for who, v in (("champion", c), ("challenger", s)):
+            for measure in ("recall", "precision"):
+                value = getattr(v, measure)
+                if value is not None:
+                    metrics[f"live_{who}_{measure}"] = value
+        events = max(s.failures, min(s.alarms_judged, c.alarms_judged))
+        worse = [
+            significant_drop("recall", (c.caught, c.failures), (s.caught, s.failures),
+                             min_events, alpha),
+            significant_drop("precision", (c.true_alarms, c.alarms_judged),
+                             (s.true_alarms, s.alarms_judged), min_events, alpha),
+        ]  # fmt: skip
+        enough = events >= min_events
+        shown = (
+            f"recall {_f(c.recall)} -> {_f(s.recall)}, "
+            f"precision {_f(c.precision)} -> {_f(s.precision)}"
+        )
+    else:
+        band = [
+            RulPrediction(r["asset_id"], r["as_of"], task, who, float(r[f"{k}_p10"]),
+                          float(r[f"{k}_p50"]), float(r[f"{k}_p90"]))
+            for r in rows
+            for who, k in (("champion", "c"), ("challenger", "s"))
+            if None not in (r.get(f"{k}_p10"), r.get(f"{k}_p50"), r.get(f"{k}_p90"))
+        ]  # fmt: skip
+        found_r = {v.version: v for v in rul_performance(band, outcomes)}
+        cr, sr = found_r.get("champion"), found_r.get("challenger")
+        if cr is None or sr is None:
+            return LiveVerdict(True, _offline(len(rows), "no scored pairs"), metrics)
+        for who, vr in (("champion", cr), ("challenger", sr)):
+            if vr.coverage is not None and vr.mae_h is not None:
+                metrics[f"live_{who}_rul_coverage"] = vr.coverage
+                metrics[f"live_{who}_rul_mae_h"] = vr.mae_h
+        events = sr.judged
+        worse = [
+            significant_drop("RUL p10-p90 coverage", (cr.covered, cr.judged),
+                             (sr.covered, sr.judged), min_events, alpha)
+        ]  # fmt: skip
+        enough = sr.judged >= min_events
+        shown = (
+            f"RUL coverage {_f(cr.coverage)} -> {_f(sr.coverage)}, "
+            f"MAE {_f(cr.mae_h)} -> {_f(sr.mae_h)} h"
+        )
+    reasons = [w for w in worse if w]
+    if reasons:
+        return LiveVerdict(
+            False,
+            f"kept: live on {len(rows)} shared requests the challenger is worse: "
+            + "; ".join(reasons),
+            metrics,
+        )
+    if not enough:
+        return LiveVerdict(
+            True, _offline(len(rows), f"{events} labelled events < {min_events}"), metrics
+        )
+    return LiveVerdict(
+        True,
+        f"promoted: live on {len(rows)} shared requests the challenger is not significantly "
+        f"worse ({shown}, champion -> challenger)",
+        metrics,
+    )
+
+
+def _offline(shared: int, why: str) -> str:
+    return (
+        f"promoted on the offline comparison: too little live evidence on {shared} shared "
+        f"requests to judge ({why})"
+    )
+
+
+def _f(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 Key = tuple[str, str, PerformanceRole]  # model, version, role
@@ -310,7 +423,7 @@ def evaluate(
                 b, br = before_f.get(key), before_r.get(key)
                 if f is not None and b is not None:
                     reasons += [
-                        why
+                        f"dropped: {why}"
                         for why in (
                             significant_drop(
                                 "precision", (b.true_alarms, b.alarms_judged),
@@ -328,7 +441,7 @@ def evaluate(
                         "RUL p10-p90 coverage", (br.covered, br.judged), (r.covered, r.judged),
                         min_events, alpha,
                     )  # fmt: skip
-                    reasons += [why] if why else []
+                    reasons += [f"dropped: {why}"] if why else []
             model, version, role = key
             rows.append(
                 LivePerformance(

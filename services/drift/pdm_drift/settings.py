@@ -98,6 +98,14 @@ class DriftSettings(ServiceSettings):
         description="Move `champion` to a challenger at least as good as the champion on the "
         "same held-out machines (else it stays `challenger` for a person to promote).",
     )
+    shadow_period_s: float = Field(
+        21600.0,
+        ge=0,
+        description="With auto-promote, a challenger at least as good offline is first "
+        "shadow-scored for this long, then judged live against the champion on the same "
+        "requests (kept when significantly worse on recall, precision or RUL coverage); 0: "
+        "promoted on the offline comparison alone, at once.",
+    )
     quick_retrain: bool = Field(
         False,
         description="Retrain with `SimConfig.quick` (seconds; tests and demos), not the full "

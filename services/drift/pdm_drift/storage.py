@@ -166,6 +166,16 @@ class Tx:
 
     # -- retrain jobs -------------------------------------------------------------------------
 
+    async def resolve_shadow(self, job_id: uuid.UUID, result: dict[str, Any]) -> bool:
+        """Replace a finished job's result once its shadow judgement is made; False when it
+        was made already (another replica, a repeated check)."""
+        cur = await self.conn.execute(
+            "UPDATE retrain_jobs SET result = %s WHERE job_id = %s "
+            "AND result->>'pending' = 'shadow'",
+            (Jsonb(result), job_id),
+        )
+        return cur.rowcount > 0
+
     async def running_job(self, model_name: str) -> dict[str, Any] | None:
         found = await self.rows(
             "SELECT job_id, started_at, claimed_by FROM retrain_jobs "
@@ -326,6 +336,53 @@ class DriftStore:
                 (since,),
             )
         return predictions, labels
+
+    async def pending_shadow(self, period_s: float) -> list[dict[str, Any]]:
+        """Finished retrains whose challenger waits for its live judgement and has been
+        shadow-scored for at least `period_s`."""
+        async with self._pool.connection() as conn:
+            return await Tx(conn).rows(
+                "SELECT job_id, model_name, trigger, reason, challenger_version, finished_at, "
+                "result FROM retrain_jobs WHERE status = 'finished' "
+                "AND result->>'pending' = 'shadow' "
+                "AND finished_at <= now() - make_interval(secs => %s) ORDER BY finished_at",
+                (period_s,),
+            )
+
+    async def shadow_pairs(
+        self, task: str, model_name: str, version: str, since: datetime
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The requests `version` of `model_name` shadow-scored since `since`, each with its
+        champion's prediction of the same request (challenger columns `s_*`, champion
+        `c_*`), and the outcome labels from then on."""
+        if task == "failure":
+            picked = (
+                "s.failure_probability AS s_p, (s.payload->>'decision_threshold')::float8 AS s_t, "
+                "p.failure_probability AS c_p, (p.payload->>'decision_threshold')::float8 AS c_t"
+            )
+            which = "s.failure_model = %s AND s.failure_model_version = %s"
+        else:
+            picked = ", ".join(
+                f"{table}.rul_{q} AS {prefix}_{q}"
+                for table, prefix in (("s", "s"), ("p", "c"))
+                for q in ("p10", "p50", "p90")
+            )
+            which = "s.rul_model = %s AND s.rul_model_version = %s"
+        async with self._pool.connection() as conn:
+            tx = Tx(conn)
+            pairs = await tx.rows(
+                f"SELECT s.asset_id, coalesce(s.as_of, s.time) AS as_of, {picked} "
+                "FROM shadow_predictions s JOIN predictions p "
+                "ON p.prediction_id = s.champion_prediction_id AND p.asset_id = s.asset_id "
+                f"WHERE {which} AND s.time >= %s ORDER BY 2",
+                (model_name, version, since),
+            )
+            labels = await tx.rows(
+                "SELECT asset_id, occurred_at, failure_found FROM outcome_labels "
+                "WHERE occurred_at >= %s ORDER BY occurred_at",
+                (since,),
+            )
+        return pairs, labels
 
     async def store_performance(self, rows: Sequence[LivePerformance]) -> None:
         """One computation's rows (`model_performance`); a repeat of it changes nothing."""

@@ -11,6 +11,7 @@ from pdm_drift.performance import (
     RulPrediction,
     ScoredPrediction,
     Window,
+    compare_live,
     evaluate,
     from_rows,
     live_performance,
@@ -92,7 +93,7 @@ def test_a_drop_is_significant_only_with_enough_events() -> None:
     assert significant_drop("recall", (18, 20), (16, 20), 10, 0.01) is None  # not significant
     assert significant_drop("recall", (10, 20), (15, 20), 10, 0.01) is None  # a rise
     why = significant_drop("precision", (45, 50), (10, 40), 10, 0.01)
-    assert why is not None and why.startswith("precision fell from 0.90 (45/50) to 0.25 (10/40)")
+    assert why is not None and why.startswith("precision 0.90 (45/50) -> 0.25 (10/40)")
 
 
 def test_evaluate_marks_a_recent_drop_and_keeps_shadow_scores_apart() -> None:
@@ -121,7 +122,8 @@ def test_evaluate_marks_a_recent_drop_and_keeps_shadow_scores_apart() -> None:
     served_recent = by[("1", "served", "recent")]
     assert served_recent.degraded and served_recent.recall == 0.0
     assert (
-        served_recent.reason is not None and "recall fell from 1.00 (25/25)" in served_recent.reason
+        served_recent.reason is not None
+        and "dropped: recall 1.00 (25/25) -> 0.00" in served_recent.reason
     )
     assert not by[("1", "served", "all")].degraded and by[
         ("1", "served", "all")
@@ -152,3 +154,61 @@ def test_rows_carry_their_role_and_skip_rows_without_a_failure_model() -> None:
     preds, _ = from_rows([row, cycles], [])
     assert [(p.version, p.role) for p in preds] == [("4", "shadow")]
     assert [(p.version, p.role) for p in rul_from_rows([row, cycles])] == [("5", "shadow")]
+
+
+def pair(asset: str, h: float, champion: float, challenger: float) -> dict:
+    as_of = T0 + timedelta(hours=h)
+    return {
+        "asset_id": asset,
+        "as_of": as_of,
+        "c_p": champion,
+        "c_t": 0.5,
+        "s_p": challenger,
+        "s_t": 0.5,
+    }
+
+
+def test_a_challenger_worse_on_the_same_requests_is_kept() -> None:
+    """20 failures: the champion alarmed all of them, the challenger 2."""
+    pairs = [pair(f"m{i}", 0, 0.9, 0.9 if i < 2 else 0.1) for i in range(20)]
+    outcomes = [Outcome(f"m{i}", T0 + timedelta(hours=5), True) for i in range(20)]
+    verdict = compare_live(
+        "failure", pairs, outcomes, H, T0 + timedelta(days=2), min_events=10, alpha=0.01
+    )
+    assert not verdict.promote and verdict.reason.startswith("kept: live on 20 shared requests")
+    assert "recall 1.00 (20/20) -> 0.10 (2/20)" in verdict.reason
+    assert (
+        verdict.metrics["live_champion_recall"] == 1.0
+        and verdict.metrics["live_challenger_recall"] == 0.1
+    )
+
+
+def test_a_challenger_as_good_is_promoted_and_too_little_evidence_defers_to_offline() -> None:
+    pairs = [pair(f"m{i}", 0, 0.9, 0.8) for i in range(20)]
+    outcomes = [Outcome(f"m{i}", T0 + timedelta(hours=5), True) for i in range(20)]
+    now = T0 + timedelta(days=2)
+    good = compare_live("failure", pairs, outcomes, H, now, min_events=10, alpha=0.01)
+    assert good.promote and good.reason.startswith("promoted: live on 20 shared requests")
+    few = compare_live("failure", pairs[:3], outcomes, H, now, min_events=10, alpha=0.01)
+    assert few.promote and few.reason.startswith("promoted on the offline comparison")
+    assert "3 labelled events < 10" in few.reason
+    none = compare_live("failure", [], outcomes, H, now, min_events=10, alpha=0.01)
+    assert none.promote and none.metrics == {"live_shared_requests": 0.0}
+
+
+def test_an_rul_challenger_whose_band_misses_is_kept() -> None:
+    def rul(
+        asset: str, champion: tuple[float, float, float], challenger: tuple[float, float, float]
+    ) -> dict:
+        row: dict = {"asset_id": asset, "as_of": T0}
+        for prefix, band in (("c", champion), ("s", challenger)):
+            row |= {f"{prefix}_p10": band[0], f"{prefix}_p50": band[1], f"{prefix}_p90": band[2]}
+        return row
+
+    pairs = [rul(f"m{i}", (5, 10, 15), (50, 60, 70)) for i in range(15)]
+    outcomes = [Outcome(f"m{i}", T0 + timedelta(hours=10), True) for i in range(15)]
+    verdict = compare_live("rul", pairs, outcomes, H, T0, min_events=10, alpha=0.01)
+    assert (
+        not verdict.promote and "RUL p10-p90 coverage 1.00 (15/15) -> 0.00 (0/15)" in verdict.reason
+    )
+    assert verdict.metrics["live_challenger_rul_mae_h"] == 50.0
