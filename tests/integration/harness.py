@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -50,6 +51,16 @@ class ServiceProcess:
         if wait_ready:
             self.wait_until(lambda: self.probe("/ready") == 200, 60, f"{self.name} /ready")
         return self
+
+    def ready_json(self) -> dict[str, Any] | None:
+        """`/ready`'s body (whatever its status), None while the service does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ready", timeout=2) as r:
+                return dict(json.loads(r.read()))
+        except urllib.error.HTTPError as exc:
+            return dict(json.loads(exc.read() or b"{}"))
+        except (OSError, ValueError):
+            return None
 
     def probe(self, path: str) -> int | None:
         try:

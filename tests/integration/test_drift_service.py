@@ -3,14 +3,15 @@ as champion, readings of three pumps; a check stores features and sensors report
 Evidently's HTML) and publishes them; a poison command is dead-lettered and the rest are
 answered; a duplicate command gets the same answer; promote and rollback move the aliases
 and the history keeps every move; drifted readings read as "bearing_temperature: mean +8";
-a retrain registers a challenger, judges it on the same held-out machines and records the
-decision; a kill -9 in the middle of a flood of labels loses and duplicates none, and neither
+a malformed retrain is refused (retrains end to end: tests/integration/test_walkthrough.py);
+live performance joins labels with served and shadow predictions; a kill -9 in the middle of a flood of labels loses and duplicates none, and neither
 does a 20 s PostgreSQL outage (the service pauses, says so on `/ready`, and its loops outlive it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -21,6 +22,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from mlflow import MlflowClient
 from psycopg.types.json import Jsonb
 
 from pdm_common import registry
@@ -136,8 +138,7 @@ async def test_checks_commands_aliases_and_retrain(
     kafka, db_url, mlflow_uri, start_service, champions
 ):
     a, b = champions["a"], champions["b"]
-    # a challenger better offline is judged live after a 1 s shadow period (6 h by default)
-    drift = start_service("drift", **drift_env(kafka, mlflow_uri, PDM_DRIFT_SHADOW_PERIOD_S="1"))
+    drift = start_service("drift", **drift_env(kafka, mlflow_uri))
     async with ReplyClient(kafka) as replies:
         client = Client(replies, drift)
         # the first answer waits for the consumer groups; an unknown model is not found
@@ -213,6 +214,9 @@ async def test_checks_commands_aliases_and_retrain(
             {"action": "promote", "model_name": "failure-pump", "version": "99999"}
         )
         assert missing.status == "not_found", missing
+        # the registry is the session's: another test may have left rul-pump a `previous`
+        with contextlib.suppress(Exception):
+            MlflowClient(mlflow_uri).delete_registered_model_alias("rul-pump", "previous")
         no_previous = await client.ask({"action": "rollback", "model_name": "rul-pump"})
         assert no_previous.status == "conflict", no_previous
         history = rows(
@@ -251,59 +255,8 @@ async def test_checks_commands_aliases_and_retrain(
         assert temperature["drifted"] and 7.0 < temperature["mean_shift"] < 10.0, temperature
         assert weighted > 0.3 and feature_lines, found
 
-        # a retrain: refused while running, a challenger judged on the same held-out machines
-        started = await client.ask({"action": "retrain", "model_name": "failure-pump"})
-        assert started.status == "accepted" and started.job_id, started
-        busy = await client.ask({"action": "retrain", "model_name": "rul-pump"})
-        assert busy.status == "conflict" and "running" in (busy.message or ""), busy
-        jobs = wait_until(
-            lambda: (
-                (
-                    r := rows(
-                        db_url,
-                        "SELECT model_name, status, challenger_version, result FROM retrain_jobs "
-                        "ORDER BY model_name",
-                    )
-                )
-                and all(s != "running" for _, s, _, _ in r)
-                and r
-            ),
-            "the retrain to finish",
-            drift,
-            timeout=150,
-        )
-        assert [(m, s) for m, s, _, _ in jobs] == [
-            ("failure-pump", "finished"),
-            ("rul-pump", "finished"),
-        ], jobs
-        for name, _, challenger, result in jobs:
-            assert registry.alias_version(name, "challenger", tracking_uri=mlflow_uri) == challenger
-            assert result["metric"] in (sim.FAILURE_METRIC, sim.RUL_METRIC)
-            assert result["challenger_score"] is not None and result["decision"]
-            # at least as good on the same held-out machines: shadow-scored first, not promoted
-            assert result["pending"] == "shadow" and not result["promoted"], result
-            assert registry.alias_version(name, "champion", tracking_uri=mlflow_uri) != challenger
-        # after the shadow period a check judges them live: no prediction service ran, so no
-        # shared requests, and the offline comparison decides (the reason says so)
-        await asyncio.sleep(1.5)
-        judged = await client.ask({"action": "check"}, 120)
-        assert judged.status == "ok" and "promoted on the offline comparison" in (
-            judged.message or ""
-        ), judged
-        jobs = rows(
-            db_url,
-            "SELECT model_name, status, challenger_version, result FROM retrain_jobs "
-            "ORDER BY model_name",
-        )
-        for name, _, challenger, result in jobs:
-            assert result["pending"] is None and result["promoted"], result
-            assert result["live"] == {"live_shared_requests": 0.0}, result
-            assert registry.alias_version(name, "champion", tracking_uri=mlflow_uri) == challenger
-            assert registry.alias_version(name, "previous", tracking_uri=mlflow_uri) == (
-                a if name == "failure-pump" else champions["rul"]
-            )
-        cooldown = await client.ask({"action": "retrain", "model_name": "failure-pump"})
-        assert cooldown.status == "conflict" and "cooldown" in (cooldown.message or "")
+        # retrains (guards, challenger, shadow judgement, promotion, serving, rollback) are
+        # exercised end to end in tests/integration/test_walkthrough.py; a malformed one here
         invalid = await client.ask(
             {"action": "retrain", "model_name": "failure-pump", "version": "1"}
         )
@@ -311,24 +264,10 @@ async def test_checks_commands_aliases_and_retrain(
 
     events = [json.loads(r.value) for r in await read_topic(kafka, DRIFT, idle_ms=800)]
     kinds = [e["event_type"] for e in events]
-    assert kinds.count("retrain.started") == 2 and kinds.count("retrain.finished") == 2, kinds
-    assert kinds.count("retrain.judged") == 2, kinds
     assert kinds.count("drift.report") >= 6, kinds
     moves = [json.loads(r.value) for r in await read_topic(kafka, MODELS, idle_ms=800)]
     mine = [m for m in moves if m["source"] == "drift"]
-    assert {m["alias"] for m in mine} >= {"champion", "previous", "challenger"}, mine
-    history = rows(
-        db_url,
-        "SELECT alias, trigger, metrics FROM model_alias_history WHERE actor = 'drift' "
-        "ORDER BY model_name, alias",
-    )
-    assert (
-        sorted(a for a, _, _ in history) == ["challenger"] * 2 + ["champion"] * 2 + ["previous"] * 2
-    ), history
-    assert {t for _, t, _ in history} == {"command"}
-    scores = [m for alias, _, m in history if alias == "champion"]
-    # the challenger's and the champion's offline scores, and the live figures
-    assert all(len(m) == 3 and "live_shared_requests" in m for m in scores), scores
+    assert {m["alias"] for m in mine} >= {"champion", "previous"}, mine
 
 
 def truth(asset: str, kind: str = "failure.failed") -> dict:

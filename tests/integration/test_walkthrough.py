@@ -7,6 +7,16 @@ predicted failure probability rise above the healthy pumps'; a predictive work o
 opens by itself with a deadline from the RUL and is scheduled on a qualified technician of
 the demo crew before it; completing it through the API with the failure found repairs the
 simulated pump. The healthy pumps get no work order.
+
+Then the model lifecycle closes: the completed order's finding is a label that shows in the
+live performance of the champion that predicted it; a heavier duty for the pumps
+(`high_load`: flow +25 %, current up, head down; `cold_environment` would do too, but its
+temperatures follow with a 20-minute thermal lag) is caught by the drift service's timed
+check on the sensors it moved, with a report; a retrain (asked by an operator, as auto
+retrain on drift is off by default) registers a challenger, which the prediction service
+shadow-scores; after its shadow period it is judged and promoted, served without a restart,
+and a rollback brings the old champion back. Scaled down for CI: a 20 s drift window checked
+every 10 s, a quick retrain, a 5 s shadow period (6 h by default).
 """
 
 from __future__ import annotations
@@ -16,6 +26,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from datetime import datetime
 
 import httpx
 import pytest
@@ -23,7 +35,7 @@ import websockets
 
 from pdm_tools.bootstrap import DEMO_CREW, seed_demo_crew
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 PUMPS = ("pump-001", "pump-002", "pump-003")
 BROKEN = "pump-002"
 
@@ -73,8 +85,25 @@ async def test_walkthrough_bearing_failure_on_one_pump(kafka, db_url, mlflow_uri
         PDM_SIMULATOR_RATE_HZ="5",
     )
     start_service("scheduler", PDM_SCHEDULER_REPLAN_DEBOUNCE_S="1")
+    start_service(
+        "drift",
+        **common,
+        PDM_DRIFT_WINDOW_S="20",
+        PDM_DRIFT_CHECK_INTERVAL_S="10",
+        PDM_DRIFT_QUICK_RETRAIN="true",
+        PDM_DRIFT_RETRAIN_SEED="0",  # `pdm train --quick`'s: a tie offline, so a candidate
+        PDM_DRIFT_SHADOW_PERIOD_S="5",
+        PDM_DRIFT_REPORT_ROWS="300",
+        PDM_DRIFT_HTML_MAX_COLUMNS="3",
+        PDM_DRIFT_OUTBOX_INTERVAL_S="0.5",
+    )
     await seed_demo_crew(kafka)
-    gateway = start_service("gateway", PDM_GATEWAY_REPLY_TIMEOUT_S="20")
+    gateway = start_service(
+        "gateway",
+        **common,  # GET /v1/models reads the registry
+        PDM_GATEWAY_REPLY_TIMEOUT_S="20",
+        PDM_GATEWAY_DRIFT_CHECK_PER_MIN="60",
+    )
     auth = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{gateway.port}", headers=auth, timeout=30
@@ -195,3 +224,102 @@ async def test_walkthrough_bearing_failure_on_one_pump(kafka, db_url, mlflow_uri
             "in_progress",
             "completed",
         ]
+
+        # the finding is a label: the champion that alarmed before the failure caught it
+        async def caught() -> list[dict]:
+            checked = await api.post("/v1/drift/check", json={})
+            assert checked.status_code in (200, 429), checked.text
+            page = await api.get(
+                "/v1/models/failure-pump/performance",
+                params={"latest": "true", "span": "all", "role": "served"},
+            )
+            items = page.json()["items"] if page.status_code == 200 else []
+            return [i for i in items if i["caught"] and i["failures"]]
+
+        [live] = await poll(caught, 90, "the confirmed failure in the live performance", 5)
+        assert live["recall"] > 0 and live["lead_h_median"] is not None, live
+        champion = (await predict("pump-001"))["models"]["failure"]["version"]
+
+        # a heavier duty: the timed drift check names the sensors that moved
+        changed_at = time.time()
+        scenario = await api.post("/v1/simulator/scenario", json={"scenario": "high_load"})
+        assert scenario.status_code == 202, scenario.text
+
+        async def duty_report() -> dict | None:
+            page = await api.get(
+                "/v1/drift/reports",
+                params={"kind": "sensors", "asset_type": "pump", "drift_detected": "true"},
+            )
+            for summary in page.json()["items"]:
+                created = datetime.fromisoformat(summary["created_at"]).timestamp()
+                if created < changed_at:
+                    continue
+                report = (await api.get(f"/v1/drift/reports/{summary['report_id']}")).json()
+                flow = next((c for c in report["columns"] if c["column"] == "flow"), None)
+                if flow and flow["drifted"] and (flow["mean_shift"] or 0) > 15:  # 120 -> 150 m3/h
+                    return report | {"seconds": created - changed_at}
+            return None
+
+        report = await poll(duty_report, 120, "a drift report on the pumps' flow", 2)
+        print(f"scenario change -> drift report: {report['seconds']:.1f} s")  # docs/benchmarks.md
+        assert any(line.startswith("flow: mean +") for line in report["headlines"]), report
+
+        # an operator retrains on it; the challenger is shadow-scored, judged, promoted
+        retrain = await api.post(
+            "/v1/models/failure-pump/retrain",
+            json={"reason": f"high_load: drift report {report['report_id']}"},
+        )
+        assert retrain.status_code == 202, retrain.text
+        busy = await api.post("/v1/models/rul-pump/retrain", json={})  # trained together
+        assert busy.status_code == 409 and "running" in busy.json()["detail"], busy.text
+
+        async def challenger() -> str | None:
+            listed = await api.get("/v1/models", params={"task": "failure"})
+            assert listed.status_code == 200, listed.text
+            found = listed.json()["items"]
+            pump = next(m for m in found if m["name"] == "failure-pump")
+            version = (pump.get("challenger") or {}).get("version")
+            return version if version and version != champion else None
+
+        candidate = await poll(challenger, 180, "a challenger registered by the retrain", 2)
+
+        async def shadow_scored() -> list[dict]:
+            for p in PUMPS:
+                await predict(p)  # requests the prediction service also scores with it
+            page = await api.get(
+                "/v1/models/failure-pump/performance",
+                params={"role": "shadow", "version": candidate},
+            )
+            return page.json()["items"] if page.status_code == 200 else []
+
+        await poll(shadow_scored, 120, "shadow predictions of the challenger", 3)
+
+        async def serving() -> bool:
+            got = await predict("pump-001")
+            return bool(got["models"]["failure"]["version"] == candidate)
+
+        await poll(serving, 120, "the promoted challenger served without a restart", 2)
+        history = (await api.get("/v1/models/failure-pump/history")).json()
+        moved = next(h for h in history["items"] if h["alias"] == "champion")
+        assert moved["version"] == candidate and moved["actor"] == "drift", moved
+        assert "live_shared_requests" in moved["metrics"], moved
+        assert len(moved["metrics"]) == 3, moved  # both offline scores and the live figures
+        [job] = [r for r in history["retrains"] if r["challenger_version"] == candidate]
+        assert job["result"]["promoted"] and job["result"]["pending"] is None, job
+        assert job["result"]["live_decision"].startswith("promoted"), job
+        again = await api.post("/v1/models/failure-pump/retrain", json={})
+        assert again.status_code == 409 and "cooldown" in again.json()["detail"], again.text
+
+        # and one command takes it back
+        rolled = await api.post("/v1/models/failure-pump/rollback", json={"reason": "walkthrough"})
+        assert rolled.status_code == 200, rolled.text
+
+        async def restored() -> bool:
+            got = await predict("pump-001")
+            return bool(got["models"]["failure"]["version"] == champion)
+
+        await poll(restored, 120, "the old champion served again after the rollback", 2)
+        listed = (await api.get("/v1/models", params={"task": "failure"})).json()["items"]
+        pump = next(m for m in listed if m["name"] == "failure-pump")
+        assert pump["champion"]["version"] == champion, pump
+        assert pump["previous"]["version"] == candidate, pump  # so the rollback can be undone
