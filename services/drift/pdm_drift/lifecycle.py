@@ -5,10 +5,13 @@ registers both, as `pdm train simulated` does, so both are claimed: one `retrain
 each, the partial unique index decides between replicas), refused during a cooldown unless
 forced, run in a worker thread with the library pipeline (`pdm_ml.training.simulated`),
 registered as `challenger`, judged against the champion re-scored on the same held-out
-machines (`promote_failure` / `promote_rul`), and promoted when at least as good and
-`auto_promote`: `champion` moves, the old champion becomes `previous`, `pdm.models.v1`
-events go into the outbox and the alias history records the trigger and both scores. A
-failure marks the jobs failed (`retrain.failed`) and never promotes anything.
+machines (`promote_failure` / `promote_rul`). With `auto_promote`, a challenger at least as
+good is promoted at once, or, with a shadow period, after it: the prediction service
+shadow-scores it meanwhile and `judge_shadowed` compares it live with the champion on the
+same requests (`performance.compare_live`), keeping it when significantly worse. A
+promotion moves `champion`, the old champion becomes `previous`, `pdm.models.v1` events go
+into the outbox and the alias history records the trigger and the scores. A failure marks
+the jobs failed (`retrain.failed`) and never promotes anything.
 
 Promote / rollback (commands): `champion` <- a version or the `challenger` / <- `previous`;
 the version that held `champion` becomes `previous`, so a rollback can be rolled back.
