@@ -57,7 +57,7 @@ def create_app(
         relay.wake,
         lifecycle.on_drift,
         lifecycle.on_degraded,
-        lifecycle.judge_shadowed,
+        (lifecycle.judge_shadowed, lifecycle.retrain_scheduled),
     )
 
     group = settings.group_id

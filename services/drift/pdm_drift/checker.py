@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -93,7 +93,7 @@ class Checker:
         wake: Callable[[], None],
         on_drift: OnDrift | None = None,
         on_degraded: OnDegraded | None = None,
-        judge_shadowed: Callable[[], Awaitable[list[str]]] | None = None,
+        after_timed: Sequence[Callable[[], Awaitable[list[str]]]] = (),
     ) -> None:
         self.store = store
         self.models = models
@@ -101,7 +101,8 @@ class Checker:
         self.wake = wake  # the outbox relay: events were queued
         self.on_drift = on_drift
         self.on_degraded = on_degraded
-        self.judge_shadowed = judge_shadowed  # challengers whose shadow period is over
+        # after each timed check: challengers whose shadow period is over, scheduled retrains
+        self.after_timed = after_timed
         self.last_error: str | None = None
         self._lock = asyncio.Lock()  # one check at a time in this process (CPU, memory)
 
@@ -310,8 +311,8 @@ class Checker:
                 log.info("timed check", reports=len(reports))
                 try:
                     await self.performance()
-                    if self.judge_shadowed is not None:
-                        await self.judge_shadowed()
+                    for after in self.after_timed:
+                        await after()
                 except Exception as exc:  # never fails the timed check
                     log.warning("live performance or judgement failed", error=repr(exc))
                 return reports

@@ -213,6 +213,32 @@ class Lifecycle:
         )
         log.info("retrain on performance", model=row.model_name, status=status, message=message)
 
+    async def retrain_scheduled(self) -> list[str]:
+        """The simulated types whose models have not changed for `retrain_every_days`:
+        retrained (trigger `schedule`; the cooldown and the claim still apply). Returns the
+        models a retrain started for."""
+        days = self.settings.retrain_every_days
+        if days <= 0:
+            return []
+        started = []
+        for asset_type in sorted(SIMULATED_TYPES):
+            name = f"failure-{asset_type}"  # its retrain covers rul-<type> too
+
+            async def age(tx: Tx, model: str = name) -> float | None:
+                return await tx.since_last_model_change_s(model)
+
+            age_s = await self.store.run(age)
+            if age_s is None or age_s < days * 86400:
+                continue
+            reason = f"no retrain or champion move for {age_s / 86400:.1f} days (every {days:g})"
+            status, message, _ = await self.request_retrain(
+                name, "schedule", reason, actor=SERVICE, job_id=uuid.uuid4()
+            )
+            log.info("scheduled retrain", model=name, status=status, message=message)
+            if status == "accepted":
+                started.append(name)
+        return started
+
     async def request_retrain(
         self,
         model_name: str,

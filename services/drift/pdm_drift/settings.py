@@ -98,6 +98,13 @@ class DriftSettings(ServiceSettings):
         description="Move `champion` to a challenger at least as good as the champion on the "
         "same held-out machines (else it stays `challenger` for a person to promote).",
     )
+    retrain_every_days: float = Field(
+        0.0,
+        ge=0,
+        description="Retrain each simulated type's models on a schedule: when neither a "
+        "retrain nor a champion move happened for this many days (0: no schedule). The "
+        "challenger still has to win its judgement.",
+    )
     shadow_period_s: float = Field(
         21600.0,
         ge=0,

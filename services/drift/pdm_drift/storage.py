@@ -196,6 +196,20 @@ class Tx:
         left = found[0]["left_s"] if found else None
         return max(float(left), 0.0) if left is not None else 0.0
 
+    async def since_last_model_change_s(self, model_name: str) -> float | None:
+        """Seconds since the model last changed: its newest retrain ended or its champion
+        last moved, whichever is later (None: neither is recorded)."""
+        found = await self.rows(
+            "SELECT extract(epoch FROM now() - greatest("
+            "(SELECT max(finished_at) FROM retrain_jobs WHERE model_name = %s "
+            "AND status IN ('finished', 'failed')), "
+            "(SELECT max(moved_at) FROM model_alias_history WHERE model_name = %s "
+            "AND alias = 'champion'))) AS age_s",
+            (model_name, model_name),
+        )
+        age = found[0]["age_s"] if found else None
+        return float(age) if age is not None else None
+
     async def claim_job(
         self, job_id: uuid.UUID, model_name: str, trigger: str, reason: str | None, by: str
     ) -> bool:

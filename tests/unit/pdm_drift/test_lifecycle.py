@@ -32,13 +32,16 @@ class FakeTx:
         self.state["claimed"][name] = job_id
         return True
 
+    async def since_last_model_change_s(self, model_name: str) -> float | None:
+        return self.state["age"].get(model_name)
+
     async def emit(self, topic: str, key: str, event: Any) -> None:
         self.emitted.append((topic, key, event.event_type))
 
 
 class FakeStore:
     def __init__(self) -> None:
-        self.state: dict[str, Any] = {"running": {}, "cooldown": {}, "claimed": {}}
+        self.state: dict[str, Any] = {"running": {}, "cooldown": {}, "claimed": {}, "age": {}}
         self.events: list[Any] = []
 
     async def run(self, work: Any) -> Any:
@@ -157,3 +160,17 @@ async def test_a_degraded_champion_starts_a_retrain_unless_off(lifecycle) -> Non
     life.settings = DriftSettings(retrain_on_performance=False)
     await life.on_degraded(degraded("rul-motor"))
     assert len(started) == 1
+
+
+async def test_a_schedule_retrains_the_types_left_unchanged_for_long_enough(lifecycle) -> None:  # type: ignore[no-untyped-def]
+    life, store, started = lifecycle
+    assert await life.retrain_scheduled() == []  # no schedule by default
+    life.settings = DriftSettings(retrain_every_days=7)
+    day = 86400.0
+    store.state["age"] = {"failure-pump": 8 * day, "failure-motor": 2 * day}  # compressor: none
+    assert await life.retrain_scheduled() == ["failure-pump"]
+    for task in list(life.tasks):
+        await task
+    assert len(started) == 1 and started[0].trigger == "schedule"
+    assert list(started[0].jobs) == ["failure-pump", "rul-pump"]
+    assert "no retrain or champion move for 8.0 days (every 7)" in (started[0].reason or "")
