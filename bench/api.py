@@ -138,19 +138,6 @@ def store_alarms(url: str, assets: Sequence[str], n: int) -> None:
             )
 
 
-def create_key(stack: benchkit.Stack) -> str:
-    """A read key through the real CLI; rate limit high enough never to throttle."""
-    out = subprocess.run(
-        [sys.executable, "-m", "pdm_tools.cli", "apikey", "create", "--name", "bench",
-         "--scopes", "read", "--rate-limit", "1000000", "--quiet"],
-        env=stack.env(),
-        capture_output=True,
-        text=True,
-        check=True,
-    )  # fmt: skip
-    return out.stdout.strip()
-
-
 def ready(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as r:
@@ -1000,7 +987,7 @@ def main() -> None:
             conn.execute("VACUUM ANALYZE alarms")
         print(f"stored {rows:,} readings and {args.alarms:,} alarms in "
               f"{time.perf_counter() - t:.1f} s", flush=True)  # fmt: skip
-        key = create_key(stack)
+        key = benchkit.create_key(stack, "read")
         # The topics exist before the gateway starts, as in a deployment (the stream hub
         # waits for them anyway).
         from pdm_common import topics

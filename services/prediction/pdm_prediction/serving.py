@@ -207,13 +207,33 @@ class ModeBoosters:
     def proba(self, rows: pd.DataFrame) -> list[dict[str, float]]:
         """Mode probabilities of each feature row (empty dicts if the columns cannot map)."""
         x = rows[list(self.features)]
+        threads = lightgbm_threads(len(x))
         if self.strategy == "multiclass":
-            out = np.asarray(self.boosters["all"].predict(x), dtype=float).reshape(len(x), -1)
+            out = np.asarray(self.boosters["all"].predict(x, **threads), dtype=float)
+            out = out.reshape(len(x), -1)
             if out.shape[1] != len(self.modes):  # a class absent in training
                 return [{} for _ in range(len(x))]
             return [dict(zip(self.modes, map(float, r), strict=True)) for r in out]
-        cols = {m: np.asarray(self.boosters[m].predict(x), dtype=float) for m in self.modes}
+        cols = {
+            m: np.asarray(self.boosters[m].predict(x, **threads), dtype=float) for m in self.modes
+        }
         return [{m: float(cols[m][i]) for m in self.modes} for i in range(len(x))]
+
+
+#: Frames of fewer rows are scored on one thread: for a few rows LightGBM's OpenMP start-up
+#: and barriers cost more than the trees, the more so on a busy machine (one row, 500 trees,
+#: 2 loaded cores: 5.0 ms p50 with the default threads, 0.6 ms with one; docs/benchmarks.md,
+#: "Against `mlflow models serve`"). Larger frames keep the model's threads.
+SINGLE_THREAD_ROWS = 64
+
+
+def lightgbm_threads(rows: int) -> dict[str, int]:
+    """Keyword arguments of a LightGBM predict call for a frame of `rows` rows."""
+    return {"num_threads": 1} if rows < SINGLE_THREAD_ROWS else {}
+
+
+def _is_lightgbm(model: object) -> bool:
+    return type(model).__module__.split(".", 1)[0] == "lightgbm"
 
 
 class FailureScorer(Protocol):
@@ -262,7 +282,8 @@ class FailureServable:
         return MODES_BASIS.get(self.modes.strategy) if self.modes is not None else None
 
     def probabilities(self, frame: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.classifier.predict_proba(frame), dtype=float)[:, 1]
+        threads = lightgbm_threads(len(frame)) if _is_lightgbm(self.classifier) else {}
+        return np.asarray(self.classifier.predict_proba(frame, **threads), dtype=float)[:, 1]
 
     def mode_probabilities(self, frame: pd.DataFrame) -> list[dict[str, float]]:
         return self.modes.proba(frame) if self.modes is not None else [{}] * len(frame)

@@ -143,16 +143,20 @@ def _tiny_failure_model() -> FailureServable:
     return FailureServable(clf, 0.4, boosters)
 
 
+#: One milling snapshot (AI4I sensors and quality) the failure-model tests score.
+MILL_SNAPSHOT = {
+    "air_temperature": 300.0,
+    "process_temperature": 310.0,
+    "rotational_speed": 1400.0,
+    "torque": 60.0,
+    "tool_wear": 240.0,
+    "quality": "L",
+}
+
+
 def test_failure_prediction_gives_probability_modes_and_treeshap_factors() -> None:
     servable = _tiny_failure_model()
-    snapshot = {
-        "air_temperature": 300.0,
-        "process_temperature": 310.0,
-        "rotational_speed": 1400.0,
-        "torque": 60.0,
-        "tool_wear": 240.0,
-        "quality": "L",
-    }
+    snapshot = MILL_SNAPSHOT
     result = predict_failure(servable, snapshot, k=2)
     assert 0.0 <= result.probability <= 1.0
     assert result.predicted == (result.probability >= 0.4) and result.threshold == 0.4
@@ -387,3 +391,44 @@ async def test_reply_client_waits_for_every_part_and_ignores_strangers() -> None
     assert batch.future.result() == 4.0 and len(batch.parts) == 3
     client._receive(record("a", {}), 5.0)  # a late duplicate changes nothing
     assert single.future.result() == 2.0 and len(single.parts) == 1
+
+
+class _RecordingBooster:
+    """A booster that records the keyword arguments of its predict calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, object]] = []
+
+    def predict(self, x: object, **kwargs: object) -> list[float]:
+        self.calls.append(kwargs)
+        return [0.25] * len(x)  # type: ignore[arg-type]
+
+
+def test_small_frames_are_scored_on_one_thread_and_large_ones_keep_the_threads() -> None:
+    import pandas as pd
+
+    from pdm_ml.features import machining
+    from pdm_prediction.serving import SINGLE_THREAD_ROWS, ModeBoosters
+
+    booster = _RecordingBooster()
+    modes = ModeBoosters("ovr", ("TWF",), tuple(machining.FEATURES), {"TWF": booster})
+    row = dict.fromkeys(machining.FEATURES, 1.0)
+    assert modes.proba(pd.DataFrame([row])) == [{"TWF": 0.25}]
+    modes.proba(pd.DataFrame([row] * SINGLE_THREAD_ROWS))
+    assert booster.calls == [{"num_threads": 1}, {}]
+
+
+def test_one_thread_gives_the_same_answer() -> None:
+    import pandas as pd
+
+    from pdm_ml.features import machining
+    from pdm_prediction.serving import SINGLE_THREAD_ROWS, predict_failures
+
+    servable = _tiny_failure_model()
+    snapshot = MILL_SNAPSHOT
+    row = machining.features_row(snapshot)
+    one = predict_failures(servable, [row], k=2)[0]
+    many = predict_failures(servable, [row] * SINGLE_THREAD_ROWS, k=2)[0]
+    assert one == many
+    frame = pd.DataFrame([row])
+    assert servable.probabilities(frame)[0] == pytest.approx(one.probability)
