@@ -81,7 +81,8 @@ async def test_request_reply_errors_and_dead_letters(kafka, db_url, start_servic
         _, first_ms = await client.call(REQUESTS, first, key="mill-first", timeout_s=60)
         rest = [(await client.call(REQUESTS, first, key="mill-first"))[1] for _ in range(100)]
     typical = statistics.median(rest)
-    assert first_ms < max(10 * typical, 250), (first_ms, typical)  # a model load takes seconds
+    print(f"first request {first_ms:.1f} ms, the next 100: median {typical:.1f} ms")
+    assert first_ms < max(10 * typical, 500), (first_ms, typical)  # a model load takes seconds
 
     reply_topic = f"it.replies.{uuid.uuid4().hex[:8]}"
     await ensure_topics(kafka, [reply_topic], partitions=1)
