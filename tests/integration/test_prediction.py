@@ -70,9 +70,16 @@ async def test_request_reply_errors_and_dead_letters(kafka, db_url, start_servic
         PDM_PREDICTION_ROUTES=json.dumps({"milling": {"failure": name}}),
     )
     # no cold first request: the champion is loaded at start-up (and /ready says so), so the
-    # first request after start is about as fast as the hundredth, not a model load slower
+    # first request after start is about as fast as the hundredth, not a model load slower.
+    # /ready does not wait for the request consumer's group join (tansu joins one group after
+    # another, up to ~15 s here): a request before it waits for the join, whatever the model,
+    # so the test waits for that too (aiokafka's log line).
     loaded = time.monotonic() + 120
-    while not (service.ready_json() or {}).get("models", {}).get(name):
+    joined = '"Successfully synced group pdm-prediction with generation'
+    while not (
+        (service.ready_json() or {}).get("models", {}).get(name)
+        and joined in service.log_path.read_text(errors="replace")
+    ):
         assert time.monotonic() < loaded, f"{name} not loaded at start-up\n{service.tail()}"
         await asyncio.sleep(0.2)
     first = {"asset_id": "mill-first", "asset_type": "milling", "readings": READINGS,
