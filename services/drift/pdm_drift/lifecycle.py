@@ -547,29 +547,8 @@ class Lifecycle:
         } | verdict.metrics  # offline scores (as an immediate promotion records) + live
         moves: list[ModelAliasMoved] = []
         if verdict.promote:
-            old_previous = await self.models.alias(name, PREVIOUS)
-            await self.models.set_alias(name, CHAMPION, version)
-            if champion is not None:
-                await self.models.set_alias(name, PREVIOUS, champion)
-                moves.append(
-                    alias_event(
-                        name,
-                        PREVIOUS,
-                        champion,
-                        old_previous,
-                        event_id=uuid.uuid5(job_id, PREVIOUS),
-                    )
-                )
-            moves.append(
-                alias_event(
-                    name,
-                    CHAMPION,
-                    version,
-                    champion,
-                    event_id=uuid.uuid5(job_id, CHAMPION),
-                    metrics=metrics,
-                    decision=verdict.reason,
-                )
+            moves = await self._move_champion(
+                name, version, champion, job_id, metrics=metrics, decision=verdict.reason
             )
         result_now = offline | {
             "pending": None,
@@ -653,6 +632,41 @@ class Lifecycle:
             return result(c, "conflict", f"{name} has no previous champion to roll back to")
         return await self._move(c, name, previous, champion, remember)
 
+    async def _move_champion(
+        self,
+        name: str,
+        target: str,
+        champion: str | None,
+        ids: uuid.UUID,
+        *,
+        metrics: dict[str, float] | None = None,
+        decision: str | None = None,
+    ) -> list[ModelAliasMoved]:
+        """`champion` <- target and `previous` <- the old champion in the registry; the
+        events of both moves (ids derived from `ids`, the champion's last)."""
+        old_previous = await self.models.alias(name, PREVIOUS)
+        await self.models.set_alias(name, CHAMPION, target)
+        moves = []
+        if champion is not None:
+            await self.models.set_alias(name, PREVIOUS, champion)
+            moves.append(
+                alias_event(
+                    name, PREVIOUS, champion, old_previous, event_id=uuid.uuid5(ids, PREVIOUS)
+                )
+            )
+        moves.append(
+            alias_event(
+                name,
+                CHAMPION,
+                target,
+                champion,
+                event_id=uuid.uuid5(ids, CHAMPION),
+                metrics=metrics,
+                decision=decision,
+            )
+        )
+        return moves
+
     async def _move(
         self,
         c: DriftCommand,
@@ -665,29 +679,10 @@ class Lifecycle:
         assert c.action in ("promote", "rollback")
         trigger: DriftTrigger = "command"
         reason = c.reason or f"{c.action} by {c.actor}"
-        old_previous = await self.models.alias(name, PREVIOUS)
-        await self.models.set_alias(name, CHAMPION, target)
-        moves = []
-        if champion is not None:
-            await self.models.set_alias(name, PREVIOUS, champion)
-            moves.append(
-                alias_event(
-                    name,
-                    PREVIOUS,
-                    champion,
-                    old_previous,
-                    event_id=uuid.uuid5(c.command_id, PREVIOUS),
-                )
-            )
-        moved = alias_event(
-            name,
-            CHAMPION,
-            target,
-            champion,
-            event_id=uuid.uuid5(c.command_id, CHAMPION),
-            decision=f"{c.action} by {c.actor}: {reason}",
+        moves = await self._move_champion(
+            name, target, champion, c.command_id, decision=f"{c.action} by {c.actor}: {reason}"
         )
-        moves.append(moved)
+        moved = moves[-1]
         change = change_of(moved, c.actor, trigger, reason)
         verb = "promoted to" if c.action == "promote" else "rolled back to"
         answer = result(
